@@ -1,0 +1,181 @@
+"""The objective: one trial = suggest, build, range-test, train with pruning, record, return best val_loss."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import optuna
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from optuna.trial import TrialState
+from optuna_integration import PyTorchLightningPruningCallback
+
+from tft_hpo.config import LRFinderSection, StudyConfig
+from tft_hpo.data import Datasets
+from tft_hpo.lr_heuristics import choose_lr, downsample
+from tft_hpo.model import build_model
+from tft_hpo.range_test import run_range_test
+from tft_hpo.search_space import suggest_architecture
+
+MONITOR = "val_loss"
+_SEED_STRIDE = 1_000_003
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged: the monitored loss became NaN or infinite."""
+
+
+class _EpochRecorder(Callback):
+    """Records the monitored loss of every validation epoch; a non-finite one ends the trial."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or MONITOR not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[MONITOR])
+        self.values.append(value)
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"{MONITOR} is {value} at epoch {trainer.current_epoch}")
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """The seed a trial's model, range test and training use: a function of the study seed and trial number."""
+    return (study_seed * _SEED_STRIDE + trial_number) % 2**31
+
+
+def trial_dir(config: StudyConfig, trial_number: int) -> Path:
+    """Where a trial's checkpoint goes: ``<output_dir>/<name>/trials/<number>/``."""
+    return config.study.study_dir / "trials" / str(trial_number)
+
+
+class Objective:
+    """The Optuna objective for one study config; datasets are built once and shared by every trial."""
+
+    def __init__(
+        self, config: StudyConfig, datasets: Datasets, callbacks: Sequence[Callback] = (), verbose: bool = False
+    ) -> None:
+        self._config = config
+        self._datasets = datasets
+        self._callbacks = list(callbacks)
+        self._verbose = verbose
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        directory = trial_dir(self._config, trial.number)
+        try:
+            return self._run(trial, directory)
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:
+            trial.set_user_attr("fail_reason", f"{error.__class__.__name__}: {error}")
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+
+    def _run(self, trial: optuna.Trial, directory: Path) -> float:
+        config = self._config
+        original = _retried_trial_number(trial)
+        seed_source = trial.number if original is None else original
+        if original is not None:
+            trial.set_user_attr("retry_of", original)
+        trial.set_user_attr("seed", trial_seed(config.study.seed, seed_source))
+        pl.seed_everything(trial_seed(config.study.seed, seed_source), verbose=False)
+
+        architecture = suggest_architecture(trial, config.search_space)
+        lr_settings = config.lr_finder
+        if lr_settings.mode == "off":
+            learning_rate = trial.suggest_float("learning_rate", lr_settings.min_lr, lr_settings.max_lr, log=True)
+        factor = (
+            trial.suggest_float("lr_factor", 1 / lr_settings.window, lr_settings.window, log=True)
+            if lr_settings.mode == "window"
+            else 1.0
+        )
+        model = build_model(self._datasets.training, architecture, learning_rate=lr_settings.fallback_lr)
+        if lr_settings.mode == "off":
+            trial.set_user_attr("lr_finder", None)
+        else:
+            suggestion, record = self._range_test(model, architecture.gradient_clip_val, lr_settings)
+            trial.set_user_attr("lr_finder", record)
+            learning_rate = min(max(suggestion * factor, lr_settings.min_lr), lr_settings.max_lr)
+        trial.set_user_attr("learning_rate", learning_rate)
+        model.hparams.learning_rate = learning_rate
+        return self._train(trial, model, architecture.gradient_clip_val, directory)
+
+    def _range_test(
+        self, model: pl.LightningModule, gradient_clip_val: float, settings: LRFinderSection
+    ) -> tuple[float, dict[str, Any]]:
+        result = run_range_test(
+            model,
+            self._datasets.train_loader,
+            self._datasets.val_loader,
+            settings,
+            self._config.trainer,
+            gradient_clip_val,
+        )
+        choice = choose_lr(result.lrs, result.losses, settings.heuristic, settings.fallback_lr)
+        record = {
+            "suggestion": choice.lr,
+            "heuristic": choice.heuristic,
+            "steps": result.steps,
+            "seconds": round(result.seconds, 3),
+            "fallback": choice.fallback,
+            "stop_reason": result.stop_reason,
+            "curve": downsample(result.lrs, result.losses),
+        }
+        return choice.lr, record
+
+    def _train(
+        self, trial: optuna.Trial, model: pl.LightningModule, gradient_clip_val: float, directory: Path
+    ) -> float:
+        config = self._config
+        mode = "min" if config.study.direction == "minimize" else "max"
+        recorder = _EpochRecorder()
+        checkpoint = ModelCheckpoint(
+            dirpath=directory, filename="best", monitor=MONITOR, mode=mode, save_top_k=1, save_weights_only=True
+        )
+        trainer = pl.Trainer(
+            max_epochs=config.trainer.max_epochs,
+            limit_train_batches=config.trainer.limit_train_batches,
+            accelerator=config.trainer.accelerator,
+            devices=config.trainer.devices,
+            precision=config.trainer.precision,
+            gradient_clip_val=gradient_clip_val,
+            callbacks=[recorder, PyTorchLightningPruningCallback(trial, monitor=MONITOR), checkpoint, *self._callbacks],
+            logger=False,
+            num_sanity_val_steps=0,
+            enable_progress_bar=self._verbose,
+            enable_model_summary=self._verbose,
+            default_root_dir=directory,
+        )
+        started = time.perf_counter()
+        try:
+            trainer.fit(model, train_dataloaders=self._datasets.train_loader, val_dataloaders=self._datasets.val_loader)
+        finally:
+            _record_training(trial, recorder.values, checkpoint, time.perf_counter() - started, mode)
+        if not recorder.values:
+            raise RuntimeError("training ended before the first validation epoch")
+        return min(recorder.values) if mode == "min" else max(recorder.values)
+
+
+def _record_training(
+    trial: optuna.Trial, values: list[float], checkpoint: ModelCheckpoint, seconds: float, mode: str
+) -> None:
+    best = min if mode == "min" else max
+    trial.set_user_attr("epochs_trained", len(values))
+    trial.set_user_attr("best_epoch", values.index(best(values)) if values else None)
+    trial.set_user_attr("train_seconds", round(seconds, 3))
+    path = checkpoint.best_model_path
+    trial.set_user_attr("checkpoint", path if path and Path(path).is_file() else None)
+
+
+def _retried_trial_number(trial: optuna.Trial) -> int | None:
+    """The number of the stale trial this one re-runs (set by Optuna's RetryFailedTrialCallback), if any."""
+    for frozen in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if frozen.number == trial.number:
+            return frozen.system_attrs.get("failed_trial")
+    return None

@@ -1,0 +1,38 @@
+"""What reaches the terminal: library logging levels and the few library warnings we cannot avoid."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import optuna
+
+_LIBRARY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_forecasting")
+
+
+def configure_output(verbose: bool) -> None:
+    """Quiet Lightning's and Optuna's info logging unless ``verbose``; install the warning filters."""
+    level = logging.INFO if verbose else logging.WARNING
+    for name in _LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    install_warning_filters()
+
+
+def install_warning_filters() -> None:
+    """Ignore, precisely, warnings raised inside libraries that no call of ours can avoid."""
+    # pytorch-forecasting's models pass their loss and metric modules to save_hyperparameters();
+    # Lightning warns about it for every model built, and only pytorch-forecasting can change that.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"Attribute '(loss|logging_metrics)' is an instance of `nn.Module`",
+        category=UserWarning,
+        module=r"lightning\.pytorch\.utilities\.parsing",
+    )
+    # Lightning's own pytree helper still calls torch's deprecated LeafSpec on every step.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )

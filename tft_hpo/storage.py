@@ -1,0 +1,141 @@
+"""The storage stage: RDB storage with heartbeats and retries, and creating or loading tft-hpo studies."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.engine import make_url
+
+from tft_hpo import __version__
+from tft_hpo.config import StudyConfig, StudySection, config_from_dict, search_relevant_differences
+from tft_hpo.errors import StorageError
+
+CONFIG_ATTR = "tft_hpo_config"
+VERSION_ATTR = "tft_hpo_version"
+_CONNECT_TIMEOUT_S = 10
+_SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def open_storage(url: str, study: StudySection | None = None, must_exist: bool = False) -> RDBStorage:
+    """An RDBStorage on ``url``; with ``study``, it runs trial heartbeats and re-runs stale trials.
+
+    Errors (unknown dialect, missing driver, unreachable server, a SQLite directory that cannot be
+    created, ``must_exist`` and no SQLite file) become one-line :class:`StorageError`.
+    """
+    engine_kwargs = _engine_kwargs(url, must_exist)
+    try:
+        with warnings.catch_warnings():
+            # Optuna marks heartbeats and the retry of stale trials experimental; recovering the
+            # trials of a killed process needs both.
+            warnings.filterwarnings(
+                "ignore",
+                message=r"(Argument ``heartbeat_interval``|RetryHeartbeatStaleTrialCallback) is experimental",
+                category=ExperimentalWarning,
+            )
+            heartbeat: dict[str, Any] = {}
+            if study is not None:
+                heartbeat = {
+                    "heartbeat_interval": study.heartbeat_interval,
+                    "grace_period": study.grace_period,
+                    "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=study.max_retry),
+                }
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
+        raise StorageError(f"storage: cannot open {redacted_url(url)}: {_first_line(error)}") from None
+
+
+def find_study(storage: RDBStorage, name: str) -> optuna.Study | None:
+    """The stored study called ``name``, or ``None``."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
+def stored_config(study: optuna.Study) -> StudyConfig:
+    """The config a tft-hpo study was created with (as last stored)."""
+    data = study.user_attrs.get(CONFIG_ATTR)
+    if data is None:
+        raise StorageError(f"study {study.study_name!r} was not created by tft-hpo (it has no stored config)")
+    return config_from_dict(data, origin=f"stored config of study {study.study_name!r}")
+
+
+def create_or_load_study(
+    storage: RDBStorage,
+    config: StudyConfig,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    force: bool = False,
+) -> optuna.Study:
+    """Create the study with its config stored, or load it after checking that its config still matches.
+
+    A stored study whose search-relevant settings differ from ``config`` is refused, naming the
+    fields, unless ``force`` (then ``config`` replaces the stored one).
+    """
+    name = config.study.name
+    existing = find_study(storage, name)
+    if existing is not None:
+        stored = stored_config(existing)
+        differences = search_relevant_differences(stored.to_dict(), config.to_dict())
+        if differences and not force:
+            raise StorageError(
+                f"study {name!r} exists with other settings: {'; '.join(differences)} "
+                "(use another study name, or --force to go on anyway)"
+            )
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction=config.study.direction,
+        load_if_exists=True,
+    )
+    if existing is None or force:
+        study.set_user_attr(CONFIG_ATTR, config.to_dict())
+        study.set_user_attr(VERSION_ATTR, __version__)
+    return study
+
+
+def _engine_kwargs(url: str, must_exist: bool) -> dict[str, Any]:
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise StorageError(f"storage: {url!r} is not a SQLAlchemy URL (e.g. sqlite:///studies/name.db)") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        _check_sqlite_path(parsed.database, must_exist)
+        return {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}}
+    if backend in ("postgresql", "mysql", "mariadb"):
+        return {"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}}
+    return {}
+
+
+def _check_sqlite_path(database: str | None, must_exist: bool) -> None:
+    if not database or database == ":memory:":
+        raise StorageError("storage: an in-memory SQLite database keeps nothing; give a file (sqlite:///path.db)")
+    path = Path(database)
+    if must_exist and not path.is_file():
+        raise StorageError(f"storage: no SQLite database at {path}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StorageError(f"storage: cannot create the directory {path.parent} for {path}: {error.strerror}") from None
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else error.__class__.__name__
