@@ -107,11 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from tft_hpo.config import load_study_file
-    from tft_hpo.runner import run_study
 
     config = load_study_file(args.study_file).with_overrides(
         name=args.study_name, n_trials=args.n_trials, timeout=args.timeout, storage=args.storage
     )
+    from tft_hpo.runner import run_study  # torch and Lightning load only once the file is valid
+
     run_study(config, force=args.force, verbose=args.verbose)
     return 0
 

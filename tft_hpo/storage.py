@@ -35,7 +35,7 @@ def open_storage(url: str, study: StudySection | None = None, must_exist: bool =
             # trials of a killed process needs both.
             warnings.filterwarnings(
                 "ignore",
-                message=r"(Argument ``heartbeat_interval``|RetryHeartbeatStaleTrialCallback) is experimental",
+                message=r"(Argument ``heartbeat_interval``|RetryHeartbeatStaleTrialCallback) is (an )?experimental",
                 category=ExperimentalWarning,
             )
             heartbeat: dict[str, Any] = {}
