@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny study files that train for real in seconds, in a temporary folder."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+REPO = Path(__file__).resolve().parents[1]
+STALLION = Path(os.environ.get("TFT_HPO_STALLION", REPO.parent / "shared" / "data" / "stallion.parquet"))
+
+TINY: dict[str, Any] = {
+    "study": {"n_trials": 3, "seed": 7, "heartbeat_interval": 1, "grace_period": 2},
+    "data": {
+        "synthetic": {"n_agencies": 2, "n_skus": 2, "n_months": 30, "seed": 1},
+        "max_encoder_length": 12,
+        "max_prediction_length": 3,
+        "batch_size": 32,
+    },
+    "trainer": {"max_epochs": 2, "limit_train_batches": 4, "accelerator": "cpu"},
+    "search_space": {
+        "hidden_size": {"low": 8, "high": 12},
+        "hidden_continuous_size": {"low": 4, "high": 8},
+        "attention_head_size": {"low": 1, "high": 2},
+    },
+    "lr_finder": {"num_training": 10},
+}
+
+
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` merged in, nested dicts key by key."""
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary working folder (studies/ lands inside it)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def study_file(workdir: Path) -> Callable[..., Path]:
+    """Write a tiny study file named ``name`` with ``changes`` merged into the tiny config."""
+
+    def write(name: str = "tiny", changes: dict[str, Any] | None = None) -> Path:
+        path = workdir / f"{name}.toml"
+        path.write_text(tomli_w.dumps(merge(TINY, changes or {})))
+        return path
+
+    return write
+
+
+def python_cli(*args: str) -> list[str]:
+    """The command line running ``tft-hpo`` with this interpreter."""
+    return [sys.executable, "-m", "tft_hpo.cli", *args]
+
+
+@pytest.fixture(autouse=True)
+def _library_warning_filters() -> None:
+    """The same precise filters the CLI installs (pytest resets filters for every test)."""
+    from tft_hpo.output import install_warning_filters
+
+    install_warning_filters()
