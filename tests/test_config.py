@@ -73,9 +73,7 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
-def test_bad_study_file_gives_one_line_and_exit_2(
-    case: str, workdir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_study_file_gives_one_line_and_exit_2(case: str, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text, expected = BAD_FILES[case]
     path = workdir / "bad.toml"
     path.write_text(text)

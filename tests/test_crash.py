@@ -35,13 +35,17 @@ def _running_mid_training(storage: str, name: str) -> optuna.trial.FrozenTrial |
 def test_a_killed_run_is_failed_and_rerun_with_the_same_params(study_file: Callable[..., Path], workdir: Path) -> None:
     path = study_file("kill", {"study": {"n_trials": 3, "pruner": {"type": "none"}}, "trainer": {"max_epochs": 8}})
     storage = f"sqlite:///{workdir}/studies/kill.db"
-    process = subprocess.Popen(python_cli("run", str(path)), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        python_cli("run", str(path)), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     victim = None
     deadline = time.monotonic() + 240
     while victim is None and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
         victim = _running_mid_training(storage, "kill")
-    assert victim is not None, f"never caught a trial mid-training: {process.stderr.read().decode() if process.stderr else ''}"
+    assert victim is not None, (
+        f"never caught a trial mid-training: {process.stderr.read().decode() if process.stderr else ''}"
+    )
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     time.sleep(3)  # longer than the 2 s grace period: the victim's heartbeat is now stale

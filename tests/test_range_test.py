@@ -25,9 +25,7 @@ def _setup(lr_finder: dict | None = None):
 def test_sweep_is_exponential_on_training_batches_and_restores_the_model() -> None:
     config, datasets, architecture, model = _setup({"num_training": 20})
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    result = run_range_test(
-        model, datasets.train_loader, datasets.val_loader, config.lr_finder, config.trainer, 0.1
-    )
+    result = run_range_test(model, datasets.train_loader, datasets.val_loader, config.lr_finder, config.trainer, 0.1)
     assert 5 <= result.steps <= 20
     assert result.lrs[0] == config.lr_finder.min_lr
     ratios = np.diff(np.log(result.lrs))

@@ -51,7 +51,7 @@ def test_window_mode_records_the_range_test_on_every_trial(
         assert finder["heuristic"] == "steepest" and finder["steps"] > 0 and finder["seconds"] > 0
         lrs = finder["curve"]["lr"]
         assert len(lrs) == len(finder["curve"]["loss"]) <= 100
-        assert all(b > a for a, b in zip(lrs, lrs[1:]))
+        assert all(b > a for a, b in zip(lrs, lrs[1:], strict=False))
         assert attrs["epochs_trained"] >= 1 and attrs["train_seconds"] > 0
         assert 0 <= attrs["best_epoch"] < attrs["epochs_trained"]
         if trial.state == TrialState.COMPLETE:
@@ -118,10 +118,8 @@ def test_a_changed_search_space_is_refused_unless_forced(
 
 
 def test_an_aggressive_pruner_prunes(study_file: Callable[..., Path], workdir: Path) -> None:
-    changes = {
-        "study": {"n_trials": 5, "pruner": {"type": "percentile", "percentile": 10.0, "n_startup_trials": 1, "n_warmup_steps": 0}},
-        "trainer": {"max_epochs": 3},
-    }  # fmt: skip
+    pruner = {"type": "percentile", "percentile": 10.0, "n_startup_trials": 1, "n_warmup_steps": 0}
+    changes = {"study": {"n_trials": 5, "pruner": pruner}, "trainer": {"max_epochs": 3}}
     assert main(["run", str(study_file("prune", changes))]) == 0
     states = [t.state for t in _load("prune", workdir).get_trials()]
     assert TrialState.PRUNED in states and len(states) == 5
@@ -170,7 +168,9 @@ def test_status_and_best(study_file: Callable[..., Path], workdir: Path, capsys:
     assert "no SQLite database" in capsys.readouterr().err
 
 
-def test_lr_find_writes_the_curve_and_plot(study_file: Callable[..., Path], workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_lr_find_writes_the_curve_and_plot(
+    study_file: Callable[..., Path], workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["lr-find", str(study_file("lrf")), "--out", "out"]) == 0
     out = capsys.readouterr().out
     assert "suggested learning rate:" in out
@@ -187,7 +187,8 @@ def test_bad_data_is_refused_before_any_study_is_written(
     assert main(["run", str(too_long)]) == 2
     assert "data.max_encoder_length: the longest series has 30 steps" in capsys.readouterr().err
     (workdir / "d.csv").write_text("g,t,y\na,0,1\n")
-    missing = study_file("cols", {"data": {"source": "file", "path": "d.csv", "target": "y", "group_ids": ["g"], "time_idx": "t", "static_categoricals": ["nope"]}})  # fmt: skip
+    roles = {"target": "y", "group_ids": ["g"], "time_idx": "t", "static_categoricals": ["nope"]}
+    missing = study_file("cols", {"data": {"source": "file", "path": "d.csv", **roles}})
     assert main(["run", str(missing)]) == 2
     assert "column(s) nope named in the column roles are not in the data" in capsys.readouterr().err
     assert not (workdir / "studies").exists()
