@@ -192,3 +192,15 @@ def test_bad_data_is_refused_before_any_study_is_written(
     assert main(["run", str(missing)]) == 2
     assert "column(s) nope named in the column roles are not in the data" in capsys.readouterr().err
     assert not (workdir / "studies").exists()
+
+
+def test_the_same_study_file_reproduces_its_trials(study_file: Callable[..., Path], workdir: Path) -> None:
+    path = study_file("rep", {"study": {"n_trials": 2}})
+    assert main(["run", str(path)]) == 0
+    assert main(["run", str(path), "--study-name", "rep2", "--storage", "sqlite:///studies/rep2.db"]) == 0
+    first, second = _load("rep", workdir).get_trials(), _load("rep2", workdir).get_trials()
+    assert [t.params for t in first] == [t.params for t in second]
+    assert [t.value for t in first] == pytest.approx([t.value for t in second], rel=1e-6)
+    assert [t.user_attrs["lr_finder"]["suggestion"] for t in first] == pytest.approx(
+        [t.user_attrs["lr_finder"]["suggestion"] for t in second], rel=1e-6
+    )
