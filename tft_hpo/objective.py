@@ -80,28 +80,25 @@ class Objective:
     def _run(self, trial: optuna.Trial, directory: Path) -> float:
         config = self._config
         original = _retried_trial_number(trial)
-        seed_source = trial.number if original is None else original
+        seed = trial_seed(config.study.seed, trial.number if original is None else original)
         if original is not None:
             trial.set_user_attr("retry_of", original)
-        trial.set_user_attr("seed", trial_seed(config.study.seed, seed_source))
-        pl.seed_everything(trial_seed(config.study.seed, seed_source), verbose=False)
+        trial.set_user_attr("seed", seed)
+        pl.seed_everything(seed, verbose=False)
 
         architecture = suggest_architecture(trial, config.search_space)
-        lr_settings = config.lr_finder
-        if lr_settings.mode == "off":
-            learning_rate = trial.suggest_float("learning_rate", lr_settings.min_lr, lr_settings.max_lr, log=True)
-        factor = (
-            trial.suggest_float("lr_factor", 1 / lr_settings.window, lr_settings.window, log=True)
-            if lr_settings.mode == "window"
-            else 1.0
-        )
-        model = build_model(self._datasets.training, architecture, learning_rate=lr_settings.fallback_lr)
-        if lr_settings.mode == "off":
+        settings = config.lr_finder
+        model = build_model(self._datasets.training, architecture, learning_rate=settings.fallback_lr)
+        if settings.mode == "off":
+            learning_rate = trial.suggest_float("learning_rate", settings.min_lr, settings.max_lr, log=True)
             trial.set_user_attr("lr_finder", None)
         else:
-            suggestion, record = self._range_test(model, architecture.gradient_clip_val, lr_settings)
+            factor = 1.0
+            if settings.mode == "window":
+                factor = trial.suggest_float("lr_factor", 1 / settings.window, settings.window, log=True)
+            suggestion, record = self._range_test(model, architecture.gradient_clip_val, settings)
             trial.set_user_attr("lr_finder", record)
-            learning_rate = min(max(suggestion * factor, lr_settings.min_lr), lr_settings.max_lr)
+            learning_rate = min(max(suggestion * factor, settings.min_lr), settings.max_lr)
         trial.set_user_attr("learning_rate", learning_rate)
         model.hparams.learning_rate = learning_rate
         return self._train(trial, model, architecture.gradient_clip_val, directory)
