@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from tft_hpo.config import DEFAULT_OUTPUT_DIR, default_storage_url
 from tft_hpo.errors import UserError
 
-DEFAULT_OUTPUT_DIR = "studies"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -121,7 +121,7 @@ def _resume(args: argparse.Namespace) -> int:
     from tft_hpo.runner import run_study
     from tft_hpo.storage import find_study, open_storage, stored_config
 
-    url = args.storage or _default_url(args.name)
+    url = args.storage or default_storage_url(args.name)
     study = find_study(open_storage(url, must_exist=True), args.name)
     if study is None:
         raise UserError(f"resume: study {args.name!r} does not exist in {url}")
@@ -156,7 +156,7 @@ def _best(args: argparse.Namespace) -> int:
     from tft_hpo.results import best_record
     from tft_hpo.storage import open_storage
 
-    record = best_record(open_storage(args.storage or _default_url(args.name), must_exist=True), args.name)
+    record = best_record(open_storage(args.storage or default_storage_url(args.name), must_exist=True), args.name)
     if args.json:
         print(json.dumps(record))
         return 0
@@ -182,10 +182,6 @@ def _lr_find(args: argparse.Namespace) -> int:
     print(f"suggested learning rate: {report.choice.lr:.3e} by {report.choice.heuristic}{fallback}")
     print(f"curve: {report.csv_path}\nplot: {report.plot_path}")
     return 0
-
-
-def _default_url(name: str) -> str:
-    return f"sqlite:///{Path(DEFAULT_OUTPUT_DIR) / name}.db"
 
 
 _COMMANDS = {"run": _run, "resume": _resume, "status": _status, "best": _best, "lr-find": _lr_find}

@@ -25,6 +25,14 @@ SEARCH_RELEVANT = ("study.direction", "data", "trainer", "search_space", "lr_fin
 _RUNTIME_ONLY = {"trainer.accelerator", "trainer.devices"}
 
 
+DEFAULT_OUTPUT_DIR = "studies"
+
+
+def default_storage_url(name: str, output_dir: str = DEFAULT_OUTPUT_DIR) -> str:
+    """The SQLite URL a study is stored at unless told otherwise: ``sqlite:///<output_dir>/<name>.db``."""
+    return f"sqlite:///{Path(output_dir) / name}.db"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -76,7 +84,7 @@ class StudySection(_Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     storage: str | None = None
-    output_dir: str = "studies"
+    output_dir: str = DEFAULT_OUTPUT_DIR
     direction: Literal["minimize", "maximize"] = "minimize"
     n_trials: PositiveInt = 20
     timeout: PositiveFloat | None = None
@@ -90,7 +98,7 @@ class StudySection(_Section):
     @property
     def storage_url(self) -> str:
         """The storage URL: ``storage`` if given, else ``sqlite:///<output_dir>/<name>.db``."""
-        return self.storage or f"sqlite:///{Path(self.output_dir) / self.name}.db"
+        return self.storage or default_storage_url(self.name, self.output_dir)
 
     @property
     def study_dir(self) -> Path:

@@ -46,6 +46,7 @@ class _SweepCallback(Callback):
         self.lrs: list[float] = []
         self.losses: list[float] = []
         self.stop_reason: str | None = None
+        self._best = math.inf
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The sweep sets every step's learning rate itself: drop the model's schedulers (TFT's
@@ -66,11 +67,12 @@ class _SweepCallback(Callback):
     ) -> None:
         loss = float(outputs["loss"]) if outputs else math.nan
         self.losses.append(loss)
-        best = min((value for value in self.losses if math.isfinite(value)), default=math.inf)
         if not math.isfinite(loss):
             self.stop_reason = f"non-finite loss at step {len(self.losses)}"
-        elif loss > self._divergence_factor * best:
+        elif loss > self._divergence_factor * self._best:
             self.stop_reason = f"loss above {self._divergence_factor:g}x its best at step {len(self.losses)}"
+        else:
+            self._best = min(self._best, loss)
         if self.stop_reason:
             trainer.should_stop = True
 
