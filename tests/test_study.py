@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from tft_hpo.cli import main
 from tft_hpo.config import load_study_file
+from tft_hpo.lr_heuristics import HEURISTICS
 from tft_hpo.runner import run_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -48,7 +49,14 @@ def test_window_mode_records_the_range_test_on_every_trial(
         assert 1e-5 <= attrs["learning_rate"] <= 1.0
         expected = min(max(finder["suggestion"] * trial.params["lr_factor"], 1e-5), 1.0)
         assert attrs["learning_rate"] == pytest.approx(expected)
-        assert finder["heuristic"] == "steepest" and finder["steps"] > 0 and finder["seconds"] > 0
+        assert finder["heuristic"] == "steepest" and finder["source"] in {*HEURISTICS, "fallback_lr"}
+        if finder["cached_from"] is None:
+            assert finder["steps"] > 0 and finder["seconds"] > 0 and len(finder["cache_key"]) == 16
+        else:
+            origin = trials[finder["cached_from"]].user_attrs["lr_finder"]
+            assert {k: v for k, v in finder.items() if k not in ("seconds", "cached_from")} == {
+                k: v for k, v in origin.items() if k not in ("seconds", "cached_from")
+            }
         lrs = finder["curve"]["lr"]
         assert len(lrs) == len(finder["curve"]["loss"]) <= 100
         assert all(b > a for a, b in zip(lrs, lrs[1:], strict=False))

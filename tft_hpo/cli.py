@@ -179,7 +179,7 @@ def _lr_find(args: argparse.Namespace) -> int:
     fallback = f" (fallback: {report.choice.fallback})" if report.choice.fallback else ""
     print(f"architecture: {report.architecture}")
     print(f"range test: {report.result.steps} steps in {report.result.seconds:.1f}s")
-    print(f"suggested learning rate: {report.choice.lr:.3e} by {report.choice.heuristic}{fallback}")
+    print(f"suggested learning rate: {report.choice.lr:.3e} by {report.choice.source}{fallback}")
     print(f"curve: {report.csv_path}\nplot: {report.plot_path}")
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -22,7 +22,9 @@ from tft_hpo.errors import ConfigError
 #: Sections whose change alters what a trial's value means; a stored study refuses a file that
 #: differs from it here (``--force`` overrides). Everything else (trial budget, storage, device) may change.
 SEARCH_RELEVANT = ("study.direction", "data", "trainer", "search_space", "lr_finder")
-_RUNTIME_ONLY = {"trainer.accelerator", "trainer.devices"}
+_RUNTIME_ONLY = {"trainer.accelerator", "trainer.devices", "lr_finder.cache"}
+#: LR range-test heuristics (implemented in :mod:`tft_hpo.lr_heuristics`), in default fallback order.
+HeuristicName = Literal["steepest", "valley", "minimum", "lightning", "ensemble"]
 
 
 DEFAULT_OUTPUT_DIR = "studies"
@@ -291,10 +293,20 @@ class LRFinderSection(_Section):
     min_lr: PositiveFloat = 1e-5
     max_lr: PositiveFloat = 1.0
     num_training: int = Field(60, ge=10)
-    heuristic: Literal["steepest"] = "steepest"
+    heuristic: HeuristicName = "steepest"
+    fallback_chain: list[HeuristicName] | None = None
     window: float = Field(10.0, gt=1)
     fallback_lr: PositiveFloat = 1e-3
     divergence_factor: float = Field(4.0, gt=1)
+    cache: bool = True
+
+    @property
+    def chain(self) -> list[str]:
+        """Heuristics tried in turn before ``fallback_lr``: ``heuristic``, then ``fallback_chain``
+        (default: every other heuristic)."""
+        if self.fallback_chain is not None:
+            return [self.heuristic, *(name for name in self.fallback_chain if name != self.heuristic)]
+        return [self.heuristic, *(name for name in get_args(HeuristicName) if name != self.heuristic)]
 
     @model_validator(mode="after")
     def _check(self) -> LRFinderSection:

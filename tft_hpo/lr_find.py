@@ -37,12 +37,12 @@ def lr_find(config: StudyConfig, out_dir: Path) -> LRFindReport:
     result = run_range_test(
         model, datasets.train_loader, datasets.val_loader, settings, config.trainer, architecture.gradient_clip_val
     )
-    choice = choose_lr(result.lrs, result.losses, settings.heuristic, settings.fallback_lr)
+    choice = choose_lr(result.lrs, result.losses, settings.chain, settings.fallback_lr)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "lr_find.csv"
     plot_path = out_dir / "lr_find.png"
     write_curve_csv(result.lrs, result.losses, csv_path)
-    title = f"{config.study.name}: {choice.heuristic} -> {choice.lr:.2e}"
+    title = f"{config.study.name}: {choice.source} -> {choice.lr:.2e}"
     if choice.fallback:
         title += f" (fallback: {choice.fallback})"
     save_range_test_plot(result.lrs, result.losses, choice.lr, plot_path, note=title)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Sequence
@@ -20,29 +19,11 @@ from tft_hpo.data import Datasets
 from tft_hpo.lr_heuristics import choose_lr, downsample
 from tft_hpo.model import build_model
 from tft_hpo.range_test import run_range_test
-from tft_hpo.search_space import suggest_architecture
+from tft_hpo.range_test_cache import CACHE_KEY, CACHED_FROM, cache_key, find_cached
+from tft_hpo.search_space import Architecture, suggest_architecture
+from tft_hpo.training import MONITOR, EpochRecorder, fit
 
-MONITOR = "val_loss"
 _SEED_STRIDE = 1_000_003
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training diverged: the monitored loss became NaN or infinite."""
-
-
-class _EpochRecorder(Callback):
-    """Records the monitored loss of every validation epoch; a non-finite one ends the trial."""
-
-    def __init__(self) -> None:
-        self.values: list[float] = []
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or MONITOR not in trainer.callback_metrics:
-            return
-        value = float(trainer.callback_metrics[MONITOR])
-        self.values.append(value)
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f"{MONITOR} is {value} at epoch {trainer.current_epoch}")
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:
@@ -96,62 +77,68 @@ class Objective:
             factor = 1.0
             if settings.mode == "window":
                 factor = trial.suggest_float("lr_factor", 1 / settings.window, settings.window, log=True)
-            suggestion, record = self._range_test(model, architecture.gradient_clip_val, settings)
+            record = self._range_test(trial, model, architecture, settings)
             trial.set_user_attr("lr_finder", record)
-            learning_rate = min(max(suggestion * factor, settings.min_lr), settings.max_lr)
+            learning_rate = min(max(record["suggestion"] * factor, settings.min_lr), settings.max_lr)
         trial.set_user_attr("learning_rate", learning_rate)
         model.hparams.learning_rate = learning_rate
         return self._train(trial, model, architecture.gradient_clip_val, directory)
 
     def _range_test(
-        self, model: pl.LightningModule, gradient_clip_val: float, settings: LRFinderSection
-    ) -> tuple[float, dict[str, Any]]:
+        self, trial: optuna.Trial, model: pl.LightningModule, architecture: Architecture, settings: LRFinderSection
+    ) -> dict[str, Any]:
+        """The trial's range-test record: from the study's cache when allowed and present, else a fresh sweep."""
+        key = cache_key(architecture, self._datasets.fingerprint, self._config.trainer.precision, settings)
+        if settings.cache:
+            started = time.perf_counter()
+            cached = find_cached(trial.study, key, trial.number)
+            if cached is not None:
+                number, record = cached
+                return {**record, "seconds": round(time.perf_counter() - started, 3), CACHED_FROM: number}
         result = run_range_test(
             model,
             self._datasets.train_loader,
             self._datasets.val_loader,
             settings,
             self._config.trainer,
-            gradient_clip_val,
+            architecture.gradient_clip_val,
         )
-        choice = choose_lr(result.lrs, result.losses, settings.heuristic, settings.fallback_lr)
-        record = {
+        choice = choose_lr(result.lrs, result.losses, settings.chain, settings.fallback_lr)
+        return {
             "suggestion": choice.lr,
-            "heuristic": choice.heuristic,
+            "heuristic": settings.heuristic,
+            "source": choice.source,
+            "at_edge": choice.at_edge,
+            "fallback": choice.fallback,
             "steps": result.steps,
             "seconds": round(result.seconds, 3),
-            "fallback": choice.fallback,
             "stop_reason": result.stop_reason,
             "curve": downsample(result.lrs, result.losses),
+            CACHE_KEY: key,
+            CACHED_FROM: None,
         }
-        return choice.lr, record
 
     def _train(
         self, trial: optuna.Trial, model: pl.LightningModule, gradient_clip_val: float, directory: Path
     ) -> float:
         config = self._config
         mode = "min" if config.study.direction == "minimize" else "max"
-        recorder = _EpochRecorder()
+        recorder = EpochRecorder()
         checkpoint = ModelCheckpoint(
             dirpath=directory, filename="best", monitor=MONITOR, mode=mode, save_top_k=1, save_weights_only=True
         )
-        trainer = pl.Trainer(
-            max_epochs=config.trainer.max_epochs,
-            limit_train_batches=config.trainer.limit_train_batches,
-            accelerator=config.trainer.accelerator,
-            devices=config.trainer.devices,
-            precision=config.trainer.precision,
-            gradient_clip_val=gradient_clip_val,
-            callbacks=[recorder, PyTorchLightningPruningCallback(trial, monitor=MONITOR), checkpoint, *self._callbacks],
-            logger=False,
-            num_sanity_val_steps=0,
-            enable_progress_bar=self._verbose,
-            enable_model_summary=self._verbose,
-            default_root_dir=directory,
-        )
         started = time.perf_counter()
         try:
-            trainer.fit(model, train_dataloaders=self._datasets.train_loader, val_dataloaders=self._datasets.val_loader)
+            fit(
+                model,
+                self._datasets,
+                config.trainer,
+                gradient_clip_val,
+                recorder,
+                callbacks=[PyTorchLightningPruningCallback(trial, monitor=MONITOR), checkpoint, *self._callbacks],
+                root_dir=directory,
+                verbose=self._verbose,
+            )
         finally:
             _record_training(trial, recorder.values, checkpoint, time.perf_counter() - started, mode)
         if not recorder.values:

@@ -1,0 +1,80 @@
+"""The cross-trial range-test cache: its key, and real studies that reuse curves across trials and runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tft_hpo.cli import main
+from tft_hpo.config import LRFinderSection
+from tft_hpo.range_test_cache import cache_key
+from tft_hpo.search_space import Architecture
+
+ARCH = Architecture(
+    hidden_size=16, attention_head_size=2, hidden_continuous_size=8, dropout=0.2, gradient_clip_val=0.1
+)
+#: One cache cell: every trial of such a study has the same key.
+ONE_CELL = {
+    "hidden_size": {"low": 8, "high": 8},
+    "hidden_continuous_size": {"low": 4, "high": 4},
+    "attention_head_size": {"low": 1, "high": 1},
+    "dropout": {"low": 0.1, "high": 0.11},
+    "gradient_clip_val": {"low": 0.1, "high": 0.11},
+}
+
+
+def _key(architecture: Architecture = ARCH, fingerprint: str = "f", **settings: object) -> str:
+    return cache_key(architecture, fingerprint, "32-true", LRFinderSection(**settings))
+
+
+def test_key_ignores_what_does_not_change_the_curve() -> None:
+    assert _key() == _key(mode="suggest", window=4.0, cache=False)
+    assert _key() == _key(replace(ARCH, dropout=0.21, gradient_clip_val=0.11))
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        _key(replace(ARCH, hidden_size=32)),
+        _key(replace(ARCH, attention_head_size=4)),
+        _key(replace(ARCH, dropout=0.3)),
+        _key(replace(ARCH, gradient_clip_val=1.0)),
+        _key(fingerprint="other data or batch size"),
+        _key(num_training=30),
+        _key(min_lr=1e-6),
+        _key(heuristic="valley"),
+        _key(fallback_lr=1e-2),
+    ],
+    ids=["hidden", "heads", "dropout", "clip", "data", "steps", "min_lr", "heuristic", "fallback"],
+)
+def test_key_changes_with_what_changes_the_curve_or_its_reading(other: str) -> None:
+    assert other != _key()
+
+
+def _finders(name: str, workdir: Path) -> list[dict]:
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{workdir}/studies/{name}.db")
+    return [trial.user_attrs["lr_finder"] for trial in study.get_trials()]
+
+
+def test_trials_of_one_cell_reuse_the_first_curve_across_runs(study_file: Callable[..., Path], workdir: Path) -> None:
+    path = study_file("cached", {"study": {"n_trials": 2}, "search_space": ONE_CELL})
+    assert main(["run", str(path)]) == 0
+    assert main(["run", str(path), "--n-trials", "3"]) == 0  # a second process: the cache is in the storage
+    first, *later = _finders("cached", workdir)
+    assert first["cached_from"] is None and first["steps"] == 10
+    for finder in later:
+        assert finder["cached_from"] == 0 and finder["cache_key"] == first["cache_key"]
+        assert finder["suggestion"] == first["suggestion"] and finder["curve"] == first["curve"]
+        assert finder["seconds"] < first["seconds"]
+
+
+def test_the_cache_can_be_turned_off(study_file: Callable[..., Path], workdir: Path) -> None:
+    changes = {"study": {"n_trials": 2}, "search_space": ONE_CELL, "lr_finder": {"cache": False}}
+    assert main(["run", str(study_file("uncached", changes))]) == 0
+    finders = _finders("uncached", workdir)
+    assert [finder["cached_from"] for finder in finders] == [None, None]
+    assert finders[0]["cache_key"] == finders[1]["cache_key"]
