@@ -14,9 +14,7 @@ from tft_hpo.config import LRFinderSection
 from tft_hpo.range_test_cache import cache_key
 from tft_hpo.search_space import Architecture
 
-ARCH = Architecture(
-    hidden_size=16, attention_head_size=2, hidden_continuous_size=8, dropout=0.2, gradient_clip_val=0.1
-)
+ARCH = Architecture(hidden_size=16, attention_head_size=2, hidden_continuous_size=8, dropout=0.2, gradient_clip_val=0.1)
 #: One cache cell: every trial of such a study has the same key.
 ONE_CELL = {
     "hidden_size": {"low": 8, "high": 8},
