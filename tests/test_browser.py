@@ -55,7 +55,7 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         "--disable-component-update",
         "--no-first-run",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1280,1400",
+        "--window-size=1280,1650",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
