@@ -44,6 +44,7 @@ def study_figures(study: optuna.Study) -> dict[str, go.Figure]:
 def lr_vs_value_figure(trials: Sequence[FrozenTrial], direction: StudyDirection) -> go.Figure:
     """Each finished trial's best val_loss against the LR it trained at; pruned trials as open circles."""
     figure = go.Figure()
+    sizes = [t.params.get("hidden_size", 0) for t in trials] or [0]
     for state, symbol in ((TrialState.COMPLETE, "circle"), (TrialState.PRUNED, "circle-open")):
         points = [
             (t.user_attrs["learning_rate"], best_value(t, direction), t)
@@ -65,6 +66,8 @@ def lr_vs_value_figure(trials: Sequence[FrozenTrial], direction: StudyDirection)
                     "size": 10,
                     "color": [p[2].params.get("hidden_size", 0) for p in points],
                     "colorscale": "Viridis",
+                    "cmin": min(sizes),
+                    "cmax": max(sizes),
                     "showscale": state == TrialState.COMPLETE,
                     "colorbar": {"title": {"text": "hidden_size"}},
                 },
@@ -86,7 +89,7 @@ def suggestion_vs_lr_figure(trials: Sequence[FrozenTrial], direction: StudyDirec
             points.append((float(finder["suggestion"]), float(used), value, trial))
     figure = go.Figure()
     if not points:
-        figure.add_annotation(text="no range tests (lr_finder.mode = off)", showarrow=False)
+        figure.add_annotation(text="no finished trial with a range test yet", showarrow=False)
         return _titled(figure, FIGURE_TITLES["suggestion-vs-lr"])
     pick = min if direction == StudyDirection.MINIMIZE else max
     best = pick(points, key=lambda p: p[2])
