@@ -12,13 +12,15 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 if TYPE_CHECKING:
     from tft_hpo.config import StudyConfig, load_study_file
+    from tft_hpo.export import load_best
     from tft_hpo.runner import RunSummary, run_study
 
-__all__ = ["RunSummary", "StudyConfig", "__version__", "load_study_file", "run_study"]
+__all__ = ["RunSummary", "StudyConfig", "__version__", "load_best", "load_study_file", "run_study"]
 
 _LAZY = {
     "StudyConfig": "tft_hpo.config",
     "load_study_file": "tft_hpo.config",
+    "load_best": "tft_hpo.export",
     "RunSummary": "tft_hpo.runner",
     "run_study": "tft_hpo.runner",
 }

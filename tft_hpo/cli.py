@@ -1,4 +1,4 @@
-"""The ``tft-hpo`` command line: run, resume, status, best, lr-find.
+"""The ``tft-hpo`` command line: run, resume, status, best, lr-find, dashboard, report.
 
 Bad input of any kind ends with one line on stderr and exit status 2, before anything is written.
 """
@@ -44,6 +44,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in [0, 65535], got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = _Parser(prog="tft-hpo", description=__doc__.splitlines()[0])
@@ -65,11 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("name", help="study name")
     _add_storage(best)
     best.add_argument("--json", action="store_true", help="print one JSON object")
+    best.add_argument(
+        "--export", type=Path, metavar="DIR", help="also write its params, config and checkpoint into DIR"
+    )
 
     lr_find = commands.add_parser("lr-find", help="one LR range test on the search space's middle architecture")
     lr_find.add_argument("study_file", type=Path)
     lr_find.add_argument("--out", type=Path, help="output folder (default: studies/<name>/lr_find)")
     lr_find.add_argument("--verbose", action="store_true", help="show Lightning's logs")
+
+    dashboard = commands.add_parser("dashboard", help="optuna-dashboard on a study, with its range-test artifacts")
+    dashboard.add_argument("name", help="study name")
+    _add_storage(dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    dashboard.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080; 0: any free)")
+
+    report = commands.add_parser("report", help="one self-contained HTML page on a study")
+    report.add_argument("name", help="study name")
+    _add_storage(report)
+    report.add_argument("--out", type=Path, help="HTML file to write (default: studies/<name>/report.html)")
+    report.add_argument("--top", type=_positive_int, default=5, help="how many top trials to show (default: 5)")
     return parser
 
 
@@ -157,14 +182,21 @@ def _best(args: argparse.Namespace) -> int:
     from tft_hpo.storage import open_storage
 
     record = best_record(open_storage(args.storage or default_storage_url(args.name), must_exist=True), args.name)
+    written = []
+    if args.export:
+        from tft_hpo.export import export_best
+
+        written = export_best(args.name, args.export, storage=args.storage)
     if args.json:
-        print(json.dumps(record))
+        print(json.dumps({**record, "exported": [str(path) for path in written]} if args.export else record))
         return 0
     print(f"study {record['study']}: best trial {record['trial']}, val_loss {record['value']:.5f}")
     print(f"  learning rate {record['learning_rate']:.3e} (range test suggested {record['lr_suggestion']})")
     for key, value in record["params"].items():
         print(f"  {key} = {value}")
     print(f"  best epoch {record['best_epoch']}, checkpoint {record['checkpoint']}")
+    if written:
+        print(f"exported to {args.export}: {', '.join(path.name for path in written)}")
     return 0
 
 
@@ -184,7 +216,34 @@ def _lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "resume": _resume, "status": _status, "best": _best, "lr-find": _lr_find}
+def _dashboard(args: argparse.Namespace) -> int:
+    from tft_hpo.dashboard import serve_dashboard
+
+    try:
+        serve_dashboard(args.storage or default_storage_url(args.name), args.name, args.host, args.port)
+    except KeyboardInterrupt:
+        print("dashboard stopped")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tft_hpo.report import write_report
+
+    out = args.out or Path(DEFAULT_OUTPUT_DIR) / args.name / "report.html"
+    write_report(args.name, args.storage or default_storage_url(args.name), out, top=args.top)
+    print(f"report: {out}")
+    return 0
+
+
+_COMMANDS = {
+    "run": _run,
+    "resume": _resume,
+    "status": _status,
+    "best": _best,
+    "lr-find": _lr_find,
+    "dashboard": _dashboard,
+    "report": _report,
+}
 
 
 if __name__ == "__main__":

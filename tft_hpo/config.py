@@ -87,6 +87,7 @@ class StudySection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     storage: str | None = None
     output_dir: str = DEFAULT_OUTPUT_DIR
+    artifact_dir: str | None = None
     direction: Literal["minimize", "maximize"] = "minimize"
     n_trials: PositiveInt = 20
     timeout: PositiveFloat | None = None
@@ -106,6 +107,11 @@ class StudySection(_Section):
     def study_dir(self) -> Path:
         """Where this study's files (checkpoints, plots) go: ``<output_dir>/<name>/``."""
         return Path(self.output_dir) / self.name
+
+    @property
+    def artifact_path(self) -> Path:
+        """Where trials' artifacts (range-test plots, curves) go: ``artifact_dir``, else ``<study_dir>/artifacts``."""
+        return Path(self.artifact_dir) if self.artifact_dir else self.study_dir / "artifacts"
 
 
 class SyntheticPanelConfig(_Section):

@@ -25,15 +25,23 @@ def write_curve_csv(lrs: Sequence[float], losses: Sequence[float], path: Path) -
 
 
 def save_range_test_plot(
-    lrs: Sequence[float], losses: Sequence[float], suggestion: float, path: Path, note: str | None = None
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    suggestion: float,
+    path: Path,
+    note: str | None = None,
+    used_lr: float | None = None,
+    suggestion_label: str = "suggestion",
 ) -> None:
-    """Loss against LR on a log axis, with the smoothed curve and the suggested LR marked."""
+    """Loss against LR on a log axis, with the smoothed curve, the suggested LR and (if given) the LR used marked."""
     figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
     axes.plot(lrs, losses, color="0.6", linewidth=1, label="loss")
     finite_lrs, finite_losses = finite_prefix(lrs, losses)
     if len(finite_losses) >= 3:
         axes.plot(finite_lrs, smooth(finite_losses), color="tab:blue", linewidth=2, label="smoothed")
-    axes.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggestion {suggestion:.2e}")
+    axes.axvline(suggestion, color="tab:red", linestyle="--", label=f"{suggestion_label} {suggestion:.2e}")
+    if used_lr is not None:
+        axes.axvline(used_lr, color="tab:green", linestyle="-", label=f"trained at {used_lr:.2e}")
     axes.set_xscale("log")
     axes.set_xlabel("learning rate")
     axes.set_ylabel("training loss")

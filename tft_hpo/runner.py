@@ -8,11 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+import optuna
 from lightning.pytorch.callbacks import Callback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial
 
+from tft_hpo.artifacts import RecordingObjective, open_artifact_store
 from tft_hpo.config import StudyConfig
+from tft_hpo.dashboard import DashboardFigures
 from tft_hpo.data import build_datasets
 from tft_hpo.objective import Objective
 from tft_hpo.output import configure_output
@@ -20,6 +23,7 @@ from tft_hpo.progress import FINISHED, ProgressReporter, range_test_seconds
 from tft_hpo.results import best_trial
 from tft_hpo.sampling import build_pruner, build_sampler
 from tft_hpo.storage import create_or_load_study, open_storage, redacted_url
+from tft_hpo.summary_table import closing_table
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ def run_study(
     started = time.perf_counter()
     datasets = build_datasets(config.data)
     storage = open_storage(config.study.storage_url, config.study)
+    artifact_store = open_artifact_store(config.study.artifact_path)
     study = create_or_load_study(
         storage,
         config,
@@ -79,11 +84,11 @@ def run_study(
         print("nothing to run: the study has reached n_trials (raise it with --n-trials)", file=out, flush=True)
     else:
         study.optimize(
-            Objective(config, datasets, callbacks=callbacks, verbose=verbose),
+            RecordingObjective(Objective(config, datasets, callbacks=callbacks, verbose=verbose), artifact_store),
             n_trials=remaining,
             timeout=config.study.timeout,
             catch=(Exception,),
-            callbacks=[MaxTrialsCallback(total, states=FINISHED), ProgressReporter(total, out)],
+            callbacks=[MaxTrialsCallback(total, states=FINISHED), ProgressReporter(total, out), DashboardFigures()],
         )
     new_trials = study.get_trials(deepcopy=False)[len(before) :]
     summary = RunSummary(
@@ -96,17 +101,19 @@ def run_study(
         range_test_seconds=sum(range_test_seconds(t) for t in new_trials),
         best=best_trial(study),
     )
-    _print_summary(summary, out)
+    _print_summary(summary, study, out)
     return summary
 
 
-def _print_summary(summary: RunSummary, out: TextIO) -> None:
+def _print_summary(summary: RunSummary, study: optuna.Study, out: TextIO) -> None:
     print(
-        f"ran {summary.ran} trial(s) in {summary.wall_seconds:.1f}s "
-        f"(LR range tests {summary.range_test_seconds:.1f}s, {summary.range_test_share:.0%}); "
-        f"{summary.finished}/{summary.n_trials} finished",
+        f"ran {summary.ran} trial(s) in {summary.wall_seconds:.1f}s; {summary.finished}/{summary.n_trials} finished",
         file=out,
     )
+    table = closing_table(
+        study.get_trials(deepcopy=False), study.direction, summary.range_test_seconds, summary.wall_seconds
+    )
+    print(table, file=out)
     best = summary.best
     if best is None:
         print("no completed trial yet", file=out, flush=True)
