@@ -22,7 +22,7 @@ from tft_hpo.errors import ConfigError
 #: Sections whose change alters what a trial's value means; a stored study refuses a file that
 #: differs from it here (``--force`` overrides). Everything else (trial budget, storage, device) may change.
 SEARCH_RELEVANT = ("study.direction", "data", "trainer", "search_space", "lr_finder")
-_RUNTIME_ONLY = {"trainer.accelerator", "trainer.devices"}
+_RUNTIME_ONLY = {"trainer.accelerator", "trainer.devices", "data.materialize", "data.materialize_max_mb"}
 
 
 DEFAULT_OUTPUT_DIR = "studies"
@@ -207,6 +207,8 @@ class DataSection(_Section):
     batch_size: PositiveInt = 64
     target_normalizer: Literal["auto", "group", "encoder", "none"] = "group"
     target_transformation: Literal["softplus", "log", "log1p", "relu"] | None = "softplus"
+    materialize: bool = True
+    materialize_max_mb: PositiveFloat = 2048.0
 
     @model_validator(mode="before")
     @classmethod

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 import optuna
 
 _LIBRARY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_forecasting")
+_OWN_HANDLER = logging.StreamHandler()
+_OWN_HANDLER.setFormatter(logging.Formatter("%(message)s"))
 
 
 def configure_output(verbose: bool) -> None:
@@ -16,7 +19,17 @@ def configure_output(verbose: bool) -> None:
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(level)
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    _show_own_logging()
     install_warning_filters()
+
+
+def _show_own_logging() -> None:
+    """Send tft-hpo's own log lines (INFO and up, e.g. what the in-memory batches hold) to stderr."""
+    logger = logging.getLogger("tft_hpo")
+    logger.setLevel(logging.INFO)
+    _OWN_HANDLER.setStream(sys.stderr)  # the stderr of now: callers (and pytest) may have swapped it
+    if _OWN_HANDLER not in logger.handlers:
+        logger.addHandler(_OWN_HANDLER)
 
 
 def install_warning_filters() -> None:
