@@ -69,14 +69,13 @@ def estimate_nbytes(dataset: TimeSeriesDataSet) -> int:
 
     Raises :class:`MaterializeError` for a dataset the in-memory batches do not cover (several targets).
     """
-    if dataset.multi_target:
-        raise MaterializeError("datasets with several targets are not supported")
+    _require_single_target(dataset)
     return len(dataset) * _bytes_per_sample(dataset)
 
 
 def materialize(dataset: TimeSeriesDataSet) -> SampleStore:
     """Every sample of ``dataset``, built and collated once (see :func:`estimate_nbytes` for its size)."""
-    estimate_nbytes(dataset)  # refuses what the store cannot hold before any work
+    _require_single_target(dataset)
     lengths = _max_lengths(dataset)
     store: dict[str, torch.Tensor] = {}
     for start in range(0, len(dataset), _CHUNK):
@@ -117,6 +116,11 @@ class InMemoryLoader:
         sampler = RandomSampler(range(len(self.store))) if self.train else SequentialSampler(range(len(self.store)))
         for indices in BatchSampler(sampler, self.batch_size, self._drop_last):
             yield self.store.batch(torch.tensor(indices))
+
+
+def _require_single_target(dataset: TimeSeriesDataSet) -> None:
+    if dataset.multi_target:
+        raise MaterializeError("datasets with several targets are not supported")
 
 
 def _fields(dataset: TimeSeriesDataSet, indices: range) -> dict[str, torch.Tensor]:
