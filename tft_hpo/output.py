@@ -9,8 +9,19 @@ import warnings
 import optuna
 
 _LIBRARY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_forecasting")
-_OWN_HANDLER = logging.StreamHandler()
-_OWN_HANDLER.setFormatter(logging.Formatter("%(message)s"))
+
+
+class _StderrHandler(logging.Handler):
+    """Writes each record to ``sys.stderr`` as it is when the record comes (callers and pytest swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:  # logging's contract: a failing handler reports, never raises
+            self.handleError(record)
+
+
+_OWN_HANDLER = _StderrHandler()
 
 
 def configure_output(verbose: bool) -> None:
@@ -27,7 +38,6 @@ def _show_own_logging() -> None:
     """Send tft-hpo's own log lines (INFO and up, e.g. what the in-memory batches hold) to stderr."""
     logger = logging.getLogger("tft_hpo")
     logger.setLevel(logging.INFO)
-    _OWN_HANDLER.setStream(sys.stderr)  # the stderr of now: callers (and pytest) may have swapped it
     if _OWN_HANDLER not in logger.handlers:
         logger.addHandler(_OWN_HANDLER)
 
