@@ -22,7 +22,13 @@ from tft_hpo.errors import ConfigError
 #: Sections whose change alters what a trial's value means; a stored study refuses a file that
 #: differs from it here (``--force`` overrides). Everything else (trial budget, storage, device) may change.
 SEARCH_RELEVANT = ("study.direction", "data", "trainer", "search_space", "lr_finder")
-_RUNTIME_ONLY = {"trainer.accelerator", "trainer.devices", "lr_finder.cache"}
+_RUNTIME_ONLY = {
+    "trainer.accelerator",
+    "trainer.devices",
+    "lr_finder.cache",
+    "data.materialize",
+    "data.materialize_max_mb",
+}
 #: LR range-test heuristics (implemented in :mod:`tft_hpo.lr_heuristics`), in default fallback order.
 HeuristicName = Literal["steepest", "valley", "minimum", "lightning", "ensemble"]
 
@@ -215,6 +221,8 @@ class DataSection(_Section):
     batch_size: PositiveInt = 64
     target_normalizer: Literal["auto", "group", "encoder", "none"] = "group"
     target_transformation: Literal["softplus", "log", "log1p", "relu"] | None = "softplus"
+    materialize: bool = True
+    materialize_max_mb: PositiveFloat = 2048.0
 
     @model_validator(mode="before")
     @classmethod

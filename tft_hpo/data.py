@@ -1,13 +1,16 @@
 """The data stage: load a frame, check it against the column roles, cut training and validation sets.
 
 Datasets and dataloaders are built once per process for a given data config and shared by every
-trial (:func:`build_datasets` caches them).
+trial (:func:`build_datasets` caches them). With ``data.materialize`` the loaders serve batches
+collated once into memory (:mod:`tft_hpo.batches`) instead of pytorch-forecasting's dataloaders.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,23 +21,32 @@ from pytorch_forecasting import TimeSeriesDataSet
 from pytorch_forecasting.data import EncoderNormalizer, GroupNormalizer, TorchNormalizer
 from torch.utils.data import DataLoader
 
+from tft_hpo.batches import InMemoryLoader, MaterializeError, estimate_nbytes, materialize
 from tft_hpo.config import STALLION_SPECIAL_DAYS, DataSection
 from tft_hpo.errors import DataError
 from tft_hpo.synthetic import make_demand_panel
 
+#: What trials and range tests train on: pytorch-forecasting's dataloader or the in-memory batches.
+Loader = DataLoader | InMemoryLoader
+
 #: Environment variable that points ``source = "stallion"`` at a local copy of stallion.parquet.
 STALLION_ENV = "TFT_HPO_STALLION"
 _VALIDATION_BATCH_FACTOR = 10
+_MB = 2**20
+#: Fields that change how batches are served, never which: left out of the data fingerprint.
+_SERVING_FIELDS = {"materialize", "materialize_max_mb"}
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Datasets:
-    """Training and validation sets of one data config, with their dataloaders."""
+    """Training and validation sets of one data config, with their dataloaders (in memory or not)."""
 
     training: TimeSeriesDataSet
     validation: TimeSeriesDataSet
-    train_loader: DataLoader
-    val_loader: DataLoader
+    train_loader: Loader
+    val_loader: Loader
     fingerprint: str
 
 
@@ -50,17 +62,61 @@ def _build_cached(data_json: str) -> Datasets:
     check_frame(frame, data)
     training, validation = _cut(frame, data)
     fingerprint = hashlib.sha256(
-        data_json.encode() + pd.util.hash_pandas_object(frame, index=False).values.tobytes()
+        data.model_dump_json(exclude=_SERVING_FIELDS).encode()
+        + pd.util.hash_pandas_object(frame, index=False).values.tobytes()
     ).hexdigest()[:16]
+    loaders = _in_memory_loaders(training, validation, data) if data.materialize else None
+    if loaders is None:
+        loaders = (
+            training.to_dataloader(train=True, batch_size=data.batch_size, num_workers=0),
+            validation.to_dataloader(train=False, batch_size=_val_batch_size(data), num_workers=0),
+        )
     return Datasets(
         training=training,
         validation=validation,
-        train_loader=training.to_dataloader(train=True, batch_size=data.batch_size, num_workers=0),
-        val_loader=validation.to_dataloader(
-            train=False, batch_size=data.batch_size * _VALIDATION_BATCH_FACTOR, num_workers=0
-        ),
+        train_loader=loaders[0],
+        val_loader=loaders[1],
         fingerprint=fingerprint,
     )
+
+
+def _in_memory_loaders(
+    training: TimeSeriesDataSet, validation: TimeSeriesDataSet, data: DataSection
+) -> tuple[InMemoryLoader, InMemoryLoader] | None:
+    """Loaders over samples collated once, or ``None`` (logged) when they would exceed the memory limit."""
+    started = time.perf_counter()
+    try:
+        needed = (estimate_nbytes(training) + estimate_nbytes(validation)) / _MB
+    except MaterializeError as error:
+        _logger.warning("in-memory batches: off, using pytorch-forecasting's dataloaders: %s", error)
+        return None
+    if needed > data.materialize_max_mb:
+        _logger.warning(
+            "in-memory batches: off, using pytorch-forecasting's dataloaders: %d samples would hold %.0f MB, "
+            "above data.materialize_max_mb = %g",
+            len(training) + len(validation),
+            needed,
+            data.materialize_max_mb,
+        )
+        return None
+    training_store, validation_store = materialize(training), materialize(validation)
+    held = (training_store.nbytes + validation_store.nbytes) / _MB
+    _logger.info(
+        "in-memory batches: %d training and %d validation samples hold %.1f MB (limit %.0f MB), collated in %.1fs",
+        len(training_store),
+        len(validation_store),
+        held,
+        data.materialize_max_mb,
+        time.perf_counter() - started,
+    )
+    return (
+        InMemoryLoader(training_store, data.batch_size, train=True),
+        InMemoryLoader(validation_store, _val_batch_size(data), train=False),
+    )
+
+
+def _val_batch_size(data: DataSection) -> int:
+    return data.batch_size * _VALIDATION_BATCH_FACTOR
 
 
 def load_frame(data: DataSection) -> pd.DataFrame:

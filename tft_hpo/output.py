@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 import optuna
 
 _LIBRARY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_forecasting")
+
+
+class _StderrHandler(logging.Handler):
+    """Writes each record to ``sys.stderr`` as it is when the record comes (callers and pytest swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:  # logging's contract: a failing handler reports, never raises
+            self.handleError(record)
+
+
+_OWN_HANDLER = _StderrHandler()
 
 
 def configure_output(verbose: bool) -> None:
@@ -16,7 +30,16 @@ def configure_output(verbose: bool) -> None:
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(level)
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    _show_own_logging()
     install_warning_filters()
+
+
+def _show_own_logging() -> None:
+    """Send tft-hpo's own log lines (INFO and up, e.g. what the in-memory batches hold) to stderr."""
+    logger = logging.getLogger("tft_hpo")
+    logger.setLevel(logging.INFO)
+    if _OWN_HANDLER not in logger.handlers:
+        logger.addHandler(_OWN_HANDLER)
 
 
 def install_warning_filters() -> None:

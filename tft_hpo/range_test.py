@@ -17,9 +17,9 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.callbacks import Callback
-from torch.utils.data import DataLoader
 
 from tft_hpo.config import LRFinderSection, TrainerSection
+from tft_hpo.data import Loader
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ def lr_schedule(min_lr: float, max_lr: float, steps: int) -> np.ndarray:
 
 def run_range_test(
     model: pl.LightningModule,
-    train_loader: DataLoader,
-    val_loader: DataLoader,
+    train_loader: Loader,
+    val_loader: Loader,
     settings: LRFinderSection,
     trainer_settings: TrainerSection,
     gradient_clip_val: float,
