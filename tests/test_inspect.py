@@ -175,7 +175,7 @@ def test_export_and_load_best_give_the_trained_model(
     validated = trainer.validate(model, dataloaders=datasets.val_loader, verbose=False)[0]
     assert validated["val_loss"] == pytest.approx(best.value, rel=1e-5)  # the best epoch's weights
     kwargs = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False}
-    predictions = model.predict(datasets.val_loader, trainer_kwargs=kwargs)
+    predictions = model.predict(datasets.validation, trainer_kwargs=kwargs)
     assert tuple(predictions.shape) == (len(datasets.validation), TINY["data"]["max_prediction_length"])
     assert predictions.isfinite().all()
 
