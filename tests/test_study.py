@@ -49,7 +49,7 @@ def test_window_mode_records_the_range_test_on_every_trial(
         assert 1e-5 <= attrs["learning_rate"] <= 1.0
         expected = min(max(finder["suggestion"] * trial.params["lr_factor"], 1e-5), 1.0)
         assert attrs["learning_rate"] == pytest.approx(expected)
-        assert finder["heuristic"] == "steepest" and finder["source"] in {*HEURISTICS, "fallback_lr"}
+        assert finder["heuristic"] == "minimum" and finder["source"] in {*HEURISTICS, "fallback_lr"}
         if finder["cached_from"] is None:
             assert finder["steps"] > 0 and finder["seconds"] > 0 and len(finder["cache_key"]) == 16
         else:

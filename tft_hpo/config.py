@@ -306,8 +306,8 @@ class LRFinderSection(_Section):
     mode: Literal["window", "suggest", "off"] = "window"
     min_lr: PositiveFloat = 1e-5
     max_lr: PositiveFloat = 1.0
-    num_training: int = Field(60, ge=10)
-    heuristic: HeuristicName = "steepest"
+    num_training: int = Field(20, ge=10)
+    heuristic: HeuristicName = "minimum"
     fallback_chain: list[HeuristicName] | None = None
     window: float = Field(10.0, gt=1)
     fallback_lr: PositiveFloat = 1e-3

@@ -31,8 +31,8 @@ def cache_key(architecture: Architecture, fingerprint: str, precision: str, sett
     """The key of the range test this trial would run.
 
     Architectures on the same grid point share a key: hidden sizes on a half-octave (log2) grid,
-    dropout to 0.05, gradient clipping on a quarter-decade (log10) grid. Within one grid cell the range
-    test's answer moves less than between two seeds of the same model (see the README's evaluation).
+    dropout to 0.05, gradient clipping on a quarter-decade (log10) grid. Within one cell the range
+    test's answer moves about as much as between two seeds of one model (the README's evaluation).
     """
     shape = {
         "hidden_size": _log_grid(architecture.hidden_size, base=2, per_unit=2),
