@@ -130,7 +130,8 @@ def test_dashboard_shows_a_trials_range_test_and_note_and_the_report_its_images(
     assert browser.execute_script("return arguments[0].naturalWidth", images[0]) == 600
     page = browser.find_element(By.TAG_NAME, "body").text
     assert f"Trial {best.number}: complete, val_loss {best.value:.5f}" in page
-    assert f"range-test suggestion: {best.user_attrs['lr_finder']['suggestion']:.3e} by steepest" in page
+    finder = best.user_attrs["lr_finder"]
+    assert f"range-test suggestion: {finder['suggestion']:.3e} by {finder['source']}" in page
     assert f"learning rate used: {best.user_attrs['learning_rate']:.3e}" in page
     assert "range_test.csv" in page and "range_test.png" in page
     shot = tmp_path / "dashboard.png"
