@@ -17,17 +17,15 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from tft_hpo.config import LRFinderSection, StudyConfig
 from tft_hpo.data import Datasets
+from tft_hpo.finite import NonFiniteLoss, NonFiniteLossCheck
 from tft_hpo.lr_heuristics import choose_lr, downsample
 from tft_hpo.model import build_model
 from tft_hpo.range_test import run_range_test
 from tft_hpo.search_space import suggest_architecture
+from tft_hpo.signals import Interrupted
 
 MONITOR = "val_loss"
 _SEED_STRIDE = 1_000_003
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training diverged: the monitored loss became NaN or infinite."""
 
 
 class _EpochRecorder(Callback):
@@ -72,9 +70,11 @@ class Objective:
             return self._run(trial, directory)
         except optuna.TrialPruned:
             raise
+        except Interrupted:
+            _discard_checkpoint(trial, directory, "interrupted")
+            raise
         except Exception as error:
-            trial.set_user_attr("fail_reason", f"{error.__class__.__name__}: {error}")
-            shutil.rmtree(directory, ignore_errors=True)
+            _discard_checkpoint(trial, directory, f"{error.__class__.__name__}: {error}")
             raise
 
     def _run(self, trial: optuna.Trial, directory: Path) -> float:
@@ -142,7 +142,13 @@ class Objective:
             devices=config.trainer.devices,
             precision=config.trainer.precision,
             gradient_clip_val=gradient_clip_val,
-            callbacks=[recorder, PyTorchLightningPruningCallback(trial, monitor=MONITOR), checkpoint, *self._callbacks],
+            callbacks=[
+                recorder,
+                NonFiniteLossCheck(),
+                PyTorchLightningPruningCallback(trial, monitor=MONITOR),
+                checkpoint,
+                *self._callbacks,
+            ],
             logger=False,
             num_sanity_val_steps=0,
             enable_progress_bar=self._verbose,
@@ -168,6 +174,13 @@ def _record_training(
     trial.set_user_attr("train_seconds", round(seconds, 3))
     path = checkpoint.best_model_path
     trial.set_user_attr("checkpoint", path if path and Path(path).is_file() else None)
+
+
+def _discard_checkpoint(trial: optuna.Trial, directory: Path, reason: str) -> None:
+    """A trial that did not finish: record why, delete its folder, and leave no pointer to it."""
+    trial.set_user_attr("fail_reason", reason)
+    shutil.rmtree(directory, ignore_errors=True)
+    trial.set_user_attr("checkpoint", None)
 
 
 def _retried_trial_number(trial: optuna.Trial) -> int | None:
