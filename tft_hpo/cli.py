@@ -92,6 +92,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=_positive_int, default=1, help="worker processes on the study, sharing the cores (default 1)"
     )
+    parser.add_argument(
+        "--check", action="store_true", help="check the study file and its data, then exit without touching the storage"
+    )
     parser.add_argument("--verbose", action="store_true", help="show Lightning's progress bars and logs")
 
 
@@ -128,6 +131,15 @@ def _run(args: argparse.Namespace) -> int:
     config = load_study_file(args.study_file).with_overrides(
         name=args.study_name, n_trials=args.n_trials, timeout=args.timeout, storage=args.storage
     )
+    if args.check:
+        from tft_hpo.data import build_datasets
+
+        datasets = build_datasets(config.data)
+        print(
+            f"{args.study_file}: valid; data gives {len(datasets.training)} training and "
+            f"{len(datasets.validation)} validation samples"
+        )
+        return 0
     if args.workers > 1:
         from tft_hpo.parallel import WorkersFailed, run_workers  # torch and Lightning load only once the file is valid
 

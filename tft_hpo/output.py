@@ -6,6 +6,7 @@ import logging
 import warnings
 
 import optuna
+from optuna.exceptions import ExperimentalWarning
 
 _LIBRARY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_forecasting")
 
@@ -28,6 +29,20 @@ def install_warning_filters() -> None:
         message=r"Attribute '(loss|logging_metrics)' is an instance of `nn.Module`",
         category=UserWarning,
         module=r"lightning\.pytorch\.utilities\.parsing",
+    )
+    # Optuna marks fail_stale_trials experimental; recovering the trials of killed processes needs it.
+    warnings.filterwarnings(
+        "ignore",
+        message=r".*\bfail_stale_trials is experimental",
+        category=ExperimentalWarning,
+        module=r"tft_hpo\.worker",
+    )
+    # Optuna expects heartbeats only inside Study.optimize; tft_hpo.worker records them the way optimize does.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"Heartbeat of storage is supposed to be used with Study\.optimize",
+        category=UserWarning,
+        module=r"optuna\.study\.study|tft_hpo\.worker",  # Python 3.12+ names the caller
     )
     # Lightning's own pytree helper still calls torch's deprecated LeafSpec on every step.
     warnings.filterwarnings(

@@ -15,14 +15,12 @@ import shutil
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
@@ -78,12 +76,16 @@ def remove_unfinished_checkpoints(trials_dir: Path, study: optuna.Study) -> list
 
 
 class _Heartbeat:
-    """Records a trial's heartbeat every ``interval`` seconds in a thread, as Optuna's optimize loop does."""
+    """Records a trial's heartbeat every interval in a thread, as Optuna's optimize loop does.
 
-    def __init__(self, storage: RDBStorage, trial_id: int) -> None:
+    Each beat also fails the study's stale trials (queueing their re-runs), so that a trial left by a
+    killed process is failed within the grace period even while this worker is busy.
+    """
+
+    def __init__(self, study: optuna.Study, storage: RDBStorage, trial_id: int) -> None:
         interval = storage.get_heartbeat_interval()
         assert interval is not None, "the storage is opened with heartbeats"
-        self._storage, self._trial_id, self._interval = storage, trial_id, interval
+        self._study, self._storage, self._trial_id, self._interval = study, storage, trial_id, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial_id}", daemon=True)
 
@@ -99,6 +101,7 @@ class _Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 self._storage.record_heartbeat(self._trial_id)
+                fail_stale_trials(self._study)
             except Exception as error:  # a missed beat is not fatal: the next one comes an interval later
                 _logger.warning("heartbeat of trial id %d not recorded: %s", self._trial_id, error)
 
@@ -137,7 +140,7 @@ class TrialLoop:
         waiting_announced = False
         while len(ran) < max_trials and (timeout is None or time.monotonic() - started < timeout):
             with self._guard.deferred():
-                self._fail_stale_trials()
+                fail_stale_trials(self._study)
                 remove_unfinished_checkpoints(self._trials_dir, self._study)
                 trials = self._study.get_trials(deepcopy=False)
             finished = sum(t.state in FINISHED for t in trials)
@@ -163,12 +166,10 @@ class TrialLoop:
     def _run_next(self) -> int | None:
         """Create (or pop a queued) trial and run it if it claims a slot; its number, or None if not run."""
         with ExitStack() as heartbeat:
-            with self._guard.deferred(), warnings.catch_warnings():  # never a RUNNING trial without heartbeat
-                # Optuna expects heartbeats only inside Study.optimize; _Heartbeat records them as optimize does.
-                warnings.filterwarnings("ignore", r"Heartbeat of storage is supposed to be used", UserWarning)
+            with self._guard.deferred():  # never a RUNNING trial without heartbeat
                 trial = self._study.ask()
                 trial_id = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, trial.number)
-                heartbeat.enter_context(_Heartbeat(self._storage, trial_id))
+                heartbeat.enter_context(_Heartbeat(self._study, self._storage, trial_id))
             with self._guard.deferred():
                 if not claims_slot(self._study.get_trials(deepcopy=False), trial.number, self._total):
                     trial.set_user_attr("fail_reason", OVER_BUDGET)
@@ -204,9 +205,3 @@ class TrialLoop:
         for callback in self._callbacks:
             callback(self._study, frozen)
         return frozen
-
-    def _fail_stale_trials(self) -> None:
-        with warnings.catch_warnings():
-            # Optuna marks it experimental; recovering the trials of killed processes needs it.
-            warnings.filterwarnings("ignore", r".*\bfail_stale_trials is experimental", ExperimentalWarning)
-            fail_stale_trials(self._study)
