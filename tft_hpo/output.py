@@ -44,6 +44,14 @@ def install_warning_filters() -> None:
         category=UserWarning,
         module=r"optuna\.study\.study|tft_hpo\.worker",  # Python 3.12+ names the caller
     )
+    # pytorch-forecasting replaces a non-finite loss by 1e9 with this warning; tft_hpo.finite turns it into
+    # the range test's stop_reason or the trial's fail_reason, which say it where it belongs.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"Loss is not finite\. Resetting it to 1e9",
+        category=UserWarning,
+        module=r"pytorch_forecasting\.metrics\.base_metrics\._base_metrics",
+    )
     # Lightning's own pytree helper still calls torch's deprecated LeafSpec on every step.
     warnings.filterwarnings(
         "ignore",
