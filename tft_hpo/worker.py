@@ -103,7 +103,7 @@ class _Heartbeat:
                 self._storage.record_heartbeat(self._trial_id)
                 fail_stale_trials(self._study)
             except Exception as error:  # a missed beat is not fatal: the next one comes an interval later
-                _logger.warning("heartbeat of trial id %d not recorded: %s", self._trial_id, error)
+                _logger.warning("heartbeat of trial id %d: %s", self._trial_id, error)
 
 
 class TrialLoop:
