@@ -94,7 +94,7 @@ def _wait_for_training(process: subprocess.Popen[str], storage: str, name: str) 
             trials = []
         if any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials):
             return
-        time.sleep(0.2)
+        time.sleep(0.1)
     pytest.fail("never caught a trial mid-training")
 
 
@@ -105,7 +105,7 @@ def test_a_signal_ends_the_running_trials_as_interrupted_and_resume_reruns_them(
     signum: int, workers: int, study_file: Callable[..., Path], workdir: Path
 ) -> None:
     name = "sig"
-    path = study_file(name, {"study": {"n_trials": 2, "pruner": {"type": "none"}}, "trainer": {"max_epochs": 4}})
+    path = study_file(name, {"study": {"n_trials": 2, "pruner": {"type": "none"}}, "trainer": {"max_epochs": 12}})
     storage = f"sqlite:///{workdir}/studies/{name}.db"
     process = subprocess.Popen(
         python_cli("run", str(path), "--workers", str(workers)),

@@ -212,3 +212,27 @@ def test_three_workers_on_a_database_server(server: str, study_file: Callable[..
             optuna.delete_study(study_name=name, storage=url)
         except KeyError:
             pass  # never created
+
+
+# Threads stand in for processes here; open_storage's catch_warnings (process-wide) is not thread-safe.
+@pytest.mark.filterwarnings("ignore:Argument ``heartbeat_interval`` is an experimental feature")
+def test_workers_opening_a_new_database_at_once_all_get_it(workdir: Path) -> None:
+    """Optuna creates its tables on first use; the processes that lose that race try again."""
+    url = f"sqlite:///{workdir}/fresh.db"
+    settings = StudySection(name="fresh", heartbeat_interval=1)
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_at_once() -> None:
+        start.wait()
+        try:
+            open_storage(url, settings)
+        except BaseException as error:  # collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_at_once) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []

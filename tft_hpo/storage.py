@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ VERSION_ATTR = "tft_hpo_version"
 TOTAL_ATTR = "tft_hpo_n_trials"
 _CONNECT_TIMEOUT_S = 5
 _SQLITE_BUSY_TIMEOUT_S = 60
+_SCHEMA_RACE_ATTEMPTS = 4
 _URL_EXAMPLES = "sqlite:///studies/name.db, postgresql+psycopg://user@host/db or mysql+pymysql://user@host/db"
 _DRIVER_HINT = "pip install 'tft-hpo[postgres]' or 'tft-hpo[mysql]', and name the driver in the URL"
 
@@ -49,12 +51,28 @@ def open_storage(url: str, study: StudySection | None = None, must_exist: bool =
                     "grace_period": study.grace_period,
                     "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=study.max_retry),
                 }
-            storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            storage = _create_storage(url, engine_kwargs, heartbeat)
         if study is not None and storage.engine.dialect.name == "sqlite":
             _use_write_ahead_log(storage)
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
         raise StorageError(f"storage: cannot open {redacted_url(url)}: {_first_line(error)}") from None
+
+
+def _create_storage(url: str, engine_kwargs: dict[str, Any], heartbeat: dict[str, Any]) -> RDBStorage:
+    """``RDBStorage(url)``, again after a moment when another process was creating the same schema.
+
+    Optuna creates its tables (and records their version) on first use without guarding against a
+    second process doing the same at that moment; the loser sees "already exists" or a unique violation.
+    """
+    for attempt in range(1, _SCHEMA_RACE_ATTEMPTS):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            if not (isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error)):
+                raise
+            time.sleep(0.5 * attempt)
+    return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
 
 
 def _use_write_ahead_log(storage: RDBStorage) -> None:
