@@ -63,6 +63,7 @@ def test_threads_per_worker_share_the_cores() -> None:
     assert threads_per_worker(1, cores=2) == 2
 
 
+@pytest.mark.filterwarnings("ignore:Argument ``heartbeat_interval`` is an experimental feature")  # threads, as below
 def test_racing_loops_with_failures_stop_at_exactly_n_trials(workdir: Path) -> None:
     """Six loops race on one SQLite study with an objective that is instant and fails a fifth of the time.
 
