@@ -42,13 +42,14 @@ from statsmodels.nonparametric.smoothers_lowess import lowess
 
 from tft_hpo.config import StudyConfig, load_study_file
 from tft_hpo.data import STALLION_ENV, Datasets, build_datasets
+from tft_hpo.finite import NonFiniteLoss
 from tft_hpo.lr_heuristics import HEURISTICS, ema_smooth, suggest
 from tft_hpo.model import build_model
 from tft_hpo.output import configure_output, install_warning_filters
 from tft_hpo.range_test import run_range_test
 from tft_hpo.range_test_cache import cache_key
 from tft_hpo.search_space import Architecture, suggest_architecture
-from tft_hpo.training import EpochRecorder, NonFiniteLoss, fit
+from tft_hpo.training import EpochRecorder, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILES = {"stallion": ROOT / "studies" / "stallion_quick.toml", "synthetic": ROOT / "studies" / "quickstart.toml"}

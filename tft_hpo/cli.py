@@ -1,4 +1,4 @@
-"""The ``tft-hpo`` command line: run, resume, status, best, lr-find, dashboard, report.
+"""The ``tft-hpo`` command line: run, resume, worker, status, best, lr-find, dashboard, report.
 
 Bad input of any kind ends with one line on stderr and exit status 2, before anything is written.
 """
@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from tft_hpo.config import DEFAULT_OUTPUT_DIR, default_storage_url
+from tft_hpo.config import DEFAULT_OUTPUT_DIR, StudyConfig, default_storage_url
 from tft_hpo.errors import UserError
+from tft_hpo.signals import Interrupted
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -65,8 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue a stored study from its stored config")
     resume.add_argument("name", help="study name")
     _add_storage(resume)
-    _add_budget(resume)
+    _add_budget(resume, total_default="the total of the study's latest run")
     resume.add_argument("--verbose", action="store_true", help="show Lightning's progress bars and logs")
+
+    worker = commands.add_parser("worker", help="join a running study (from its stored config) as one more worker")
+    worker.add_argument("name", help="study name")
+    _add_storage(worker)
+    _add_budget(worker, total_default="the total of the study's latest run")
+    worker.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's own)")
+    worker.add_argument("--verbose", action="store_true", help="show Lightning's progress bars and logs")
 
     status = commands.add_parser("status", help="every study in a storage, with its trial counts and best value")
     _add_storage(status, help_default="every studies/*.db")
@@ -105,11 +114,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     _add_storage(parser, help_default="the file's, else sqlite:///studies/<name>.db")
     parser.add_argument("--study-name", help="study name (default: the file's, else its stem)")
     parser.add_argument("--force", action="store_true", help="go on although the stored study's settings differ")
+    parser.add_argument(
+        "--workers", type=_positive_int, default=1, help="worker processes on the study, sharing the cores (default 1)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="check the study file and its data, then exit without touching the storage"
+    )
     parser.add_argument("--verbose", action="store_true", help="show Lightning's progress bars and logs")
 
 
-def _add_budget(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n-trials", type=_positive_int, help="the study's total of finished trials")
+def _add_budget(parser: argparse.ArgumentParser, total_default: str = "the study file's") -> None:
+    parser.add_argument(
+        "--n-trials", type=_positive_int, help=f"the study's total of finished trials (default: {total_default})"
+    )
     parser.add_argument("--timeout", type=_positive_float, help="stop starting trials after this many seconds")
 
 
@@ -125,8 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"tft-hpo: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("tft-hpo: interrupted; run the same command again (or `tft-hpo resume NAME`) to go on", file=sys.stderr)
+    except Interrupted as interrupted:
+        print(f"tft-hpo: interrupted by {interrupted}; to go on: {interrupted.resume_hint}", file=sys.stderr)
+        return interrupted.exit_status
+    except KeyboardInterrupt:  # Ctrl-C before a run took over the signals (e.g. while loading torch)
+        print("tft-hpo: interrupted; run the same command again to go on", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -136,7 +156,25 @@ def _run(args: argparse.Namespace) -> int:
     config = load_study_file(args.study_file).with_overrides(
         name=args.study_name, n_trials=args.n_trials, timeout=args.timeout, storage=args.storage
     )
-    from tft_hpo.runner import run_study  # torch and Lightning load only once the file is valid
+    if args.check:
+        from tft_hpo.data import build_datasets
+
+        datasets = build_datasets(config.data)
+        print(
+            f"{args.study_file}: valid; data gives {len(datasets.training)} training and "
+            f"{len(datasets.validation)} validation samples"
+        )
+        return 0
+    if args.workers > 1:
+        from tft_hpo.parallel import WorkersFailed, run_workers  # torch and Lightning load only once the file is valid
+
+        try:
+            run_workers(config, args.workers, force=args.force, verbose=args.verbose)
+        except WorkersFailed as error:
+            print(f"tft-hpo: error: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        return 0
+    from tft_hpo.runner import run_study
 
     run_study(config, force=args.force, verbose=args.verbose)
     return 0
@@ -144,15 +182,32 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     from tft_hpo.runner import run_study
-    from tft_hpo.storage import find_study, open_storage, stored_config
+
+    run_study(_stored_study_config(args), verbose=args.verbose)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    config = _stored_study_config(args)
+    from tft_hpo.parallel import set_worker_threads
+    from tft_hpo.runner import run_study
+
+    if args.threads:
+        set_worker_threads(args.threads)
+    run_study(config, verbose=args.verbose, as_worker=True)
+    return 0
+
+
+def _stored_study_config(args: argparse.Namespace) -> StudyConfig:
+    """The stored config of study ``args.name``, with the command's budget and storage."""
+    from tft_hpo.storage import find_study, open_storage, redacted_url, stored_config, stored_total
 
     url = args.storage or default_storage_url(args.name)
     study = find_study(open_storage(url, must_exist=True), args.name)
     if study is None:
-        raise UserError(f"resume: study {args.name!r} does not exist in {url}")
-    config = stored_config(study).with_overrides(n_trials=args.n_trials, timeout=args.timeout, storage=url)
-    run_study(config, verbose=args.verbose)
-    return 0
+        raise UserError(f"{args.command}: study {args.name!r} does not exist in {redacted_url(url)}")
+    n_trials = args.n_trials or stored_total(study)
+    return stored_config(study).with_overrides(n_trials=n_trials, timeout=args.timeout, storage=url)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -238,6 +293,7 @@ def _report(args: argparse.Namespace) -> int:
 _COMMANDS = {
     "run": _run,
     "resume": _resume,
+    "worker": _worker,
     "status": _status,
     "best": _best,
     "lr-find": _lr_find,

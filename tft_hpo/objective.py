@@ -21,6 +21,7 @@ from tft_hpo.model import build_model
 from tft_hpo.range_test import run_range_test
 from tft_hpo.range_test_cache import CACHE_KEY, CACHED_FROM, cache_key, find_cached
 from tft_hpo.search_space import Architecture, suggest_architecture
+from tft_hpo.signals import Interrupted
 from tft_hpo.training import MONITOR, EpochRecorder, fit
 
 _SEED_STRIDE = 1_000_003
@@ -53,9 +54,11 @@ class Objective:
             return self._run(trial, directory)
         except optuna.TrialPruned:
             raise
+        except Interrupted:
+            _discard_checkpoint(trial, directory, "interrupted")
+            raise
         except Exception as error:
-            trial.set_user_attr("fail_reason", f"{error.__class__.__name__}: {error}")
-            shutil.rmtree(directory, ignore_errors=True)
+            _discard_checkpoint(trial, directory, f"{error.__class__.__name__}: {error}")
             raise
 
     def _run(self, trial: optuna.Trial, directory: Path) -> float:
@@ -155,6 +158,13 @@ def _record_training(
     trial.set_user_attr("train_seconds", round(seconds, 3))
     path = checkpoint.best_model_path
     trial.set_user_attr("checkpoint", path if path and Path(path).is_file() else None)
+
+
+def _discard_checkpoint(trial: optuna.Trial, directory: Path, reason: str) -> None:
+    """A trial that did not finish: record why, delete its folder, and leave no pointer to it."""
+    trial.set_user_attr("fail_reason", reason)
+    shutil.rmtree(directory, ignore_errors=True)
+    trial.set_user_attr("checkpoint", None)
 
 
 def _retried_trial_number(trial: optuna.Trial) -> int | None:

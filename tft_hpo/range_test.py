@@ -17,9 +17,11 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.callbacks import Callback
+from torch import Tensor
 
 from tft_hpo.config import LRFinderSection, TrainerSection
 from tft_hpo.data import Loader
+from tft_hpo.finite import NonFiniteLoss, replaced_non_finite
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,12 @@ class _SweepCallback(Callback):
         if self.stop_reason:
             trainer.should_stop = True
 
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor) -> None:
+        if replaced_non_finite(loss):  # the step cannot be taken: record it and end the sweep here
+            self.losses.append(math.nan)
+            self.stop_reason = f"non-finite loss at step {len(self.losses)}"
+            raise NonFiniteLoss(self.stop_reason)
+
 
 def lr_schedule(min_lr: float, max_lr: float, steps: int) -> np.ndarray:
     """``steps`` learning rates growing exponentially from ``min_lr`` to ``max_lr``."""
@@ -116,6 +124,8 @@ def run_range_test(
         # The validation loader is passed only so that Lightning knows validation is skipped on purpose
         # (limit_val_batches=0): no validation batch is ever drawn during the sweep.
         trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    except NonFiniteLoss:
+        pass  # the sweep's last point, recorded with its stop reason
     finally:
         model.load_state_dict(weights)
     return RangeTestResult(

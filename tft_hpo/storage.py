@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,13 @@ from tft_hpo.errors import StorageError
 
 CONFIG_ATTR = "tft_hpo_config"
 VERSION_ATTR = "tft_hpo_version"
-_CONNECT_TIMEOUT_S = 10
+#: The total of finished trials the study's latest run aimed at; workers joining without --n-trials use it.
+TOTAL_ATTR = "tft_hpo_n_trials"
+_CONNECT_TIMEOUT_S = 5
 _SQLITE_BUSY_TIMEOUT_S = 60
+_SCHEMA_RACE_ATTEMPTS = 4
+_URL_EXAMPLES = "sqlite:///studies/name.db, postgresql+psycopg://user@host/db or mysql+pymysql://user@host/db"
+_DRIVER_HINT = "pip install 'tft-hpo[postgres]' or 'tft-hpo[mysql]', and name the driver in the URL"
 
 
 def open_storage(url: str, study: StudySection | None = None, must_exist: bool = False) -> RDBStorage:
@@ -45,9 +51,42 @@ def open_storage(url: str, study: StudySection | None = None, must_exist: bool =
                     "grace_period": study.grace_period,
                     "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=study.max_retry),
                 }
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            storage = _create_storage(url, engine_kwargs, heartbeat)
+        if study is not None and storage.engine.dialect.name == "sqlite":
+            _use_write_ahead_log(storage)
+        return storage
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
         raise StorageError(f"storage: cannot open {redacted_url(url)}: {_first_line(error)}") from None
+
+
+def _create_storage(url: str, engine_kwargs: dict[str, Any], heartbeat: dict[str, Any]) -> RDBStorage:
+    """``RDBStorage(url)``, again after a moment when another process was creating the same schema.
+
+    Optuna creates its tables (and records their version) on first use without guarding against a
+    second process doing the same at that moment; the loser sees "already exists" or a unique violation.
+    """
+    for attempt in range(1, _SCHEMA_RACE_ATTEMPTS):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            if not (isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error)):
+                raise
+            time.sleep(0.5 * attempt)
+    return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+
+
+def _use_write_ahead_log(storage: RDBStorage) -> None:
+    # WAL lets readers (status, optuna-dashboard) and one writer work at once, and several workers on one
+    # machine take turns writing; the busy timeout makes them wait instead of failing with "database is locked".
+    # The journal mode is stored in the database file, so setting it once serves every later connection.
+    with storage.engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+def stored_total(study: optuna.Study) -> int | None:
+    """The total of finished trials the study's latest run aimed at (``None`` for a study from before it was kept)."""
+    total = study.user_attrs.get(TOTAL_ATTR)
+    return int(total) if total is not None else None
 
 
 def find_study(storage: RDBStorage, name: str) -> optuna.Study | None:
@@ -99,6 +138,8 @@ def create_or_load_study(
     if existing is None or force:
         study.set_user_attr(CONFIG_ATTR, config.to_dict())
         study.set_user_attr(VERSION_ATTR, __version__)
+    if stored_total(study) != config.study.n_trials:
+        study.set_user_attr(TOTAL_ATTR, config.study.n_trials)
     return study
 
 
@@ -107,6 +148,17 @@ def _engine_kwargs(url: str, must_exist: bool) -> dict[str, Any]:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
         raise StorageError(f"storage: {url!r} is not a SQLAlchemy URL (e.g. sqlite:///studies/name.db)") from None
+    try:
+        parsed.get_dialect().import_dbapi()
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise StorageError(
+            f"storage: unknown database dialect {parsed.drivername!r} in {redacted_url(url)} "
+            f"(expected e.g. {_URL_EXAMPLES})"
+        ) from None
+    except ImportError as error:
+        raise StorageError(
+            f"storage: the database driver for {parsed.drivername!r} is not installed ({error}); {_DRIVER_HINT}"
+        ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         _check_sqlite_path(parsed.database, must_exist)

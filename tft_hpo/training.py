@@ -11,12 +11,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from tft_hpo.config import TrainerSection
 from tft_hpo.data import Datasets
+from tft_hpo.finite import NonFiniteLoss, NonFiniteLossCheck
 
 MONITOR = "val_loss"
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training diverged: the monitored loss became NaN or infinite."""
 
 
 class EpochRecorder(Callback):
@@ -55,7 +52,7 @@ def fit(
         devices=settings.devices,
         precision=settings.precision,
         gradient_clip_val=gradient_clip_val,
-        callbacks=[recorder, *callbacks],
+        callbacks=[recorder, NonFiniteLossCheck(), *callbacks],
         logger=False,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         num_sanity_val_steps=0,
