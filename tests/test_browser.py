@@ -88,7 +88,7 @@ def dashboard(workdir: Path) -> Iterator[Callable[[str], str]]:
     yield start
     for process in processes:
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=90)
         assert process.returncode == 0, err
 
 

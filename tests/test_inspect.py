@@ -106,7 +106,7 @@ def test_every_trial_carries_its_range_test_plot_curve_and_note(finished: Finish
 
         note = get_note(optuna.Trial(finished.study, trial._trial_id))
         assert note.startswith(f"## Trial {trial.number}: ")
-        assert f"**range-test suggestion**: {finder['suggestion']:.3e} by `steepest`" in note
+        assert f"**range-test suggestion**: {finder['suggestion']:.3e} by `{finder['source']}`" in note
         assert f"**learning rate used**: {trial.user_attrs['learning_rate']:.3e}" in note
         assert f"**factor**: {trial.params['lr_factor']:.3g}" in note
         assert f"in {finder['seconds']:.1f} s" in note

@@ -58,10 +58,14 @@ def _finders(name: str, workdir: Path) -> list[dict]:
     return [trial.user_attrs["lr_finder"] for trial in study.get_trials()]
 
 
-def test_trials_of_one_cell_reuse_the_first_curve_across_runs(study_file: Callable[..., Path], workdir: Path) -> None:
+def test_trials_of_one_cell_reuse_the_first_curve_across_runs(
+    study_file: Callable[..., Path], workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = study_file("cached", {"study": {"n_trials": 2}, "search_space": ONE_CELL})
     assert main(["run", str(path)]) == 0
-    assert main(["run", str(path), "--n-trials", "3"]) == 0  # a second process: the cache is in the storage
+    assert main(["run", str(path), "--n-trials", "3"]) == 0  # a second run: the cache is in the storage
+    out = capsys.readouterr().out
+    assert "range test cached from trial 0" in out and "range-test cache: 2 of 3 range tests reused" in out
     first, *later = _finders("cached", workdir)
     assert first["cached_from"] is None and first["steps"] == 10
     for finder in later:

@@ -30,7 +30,7 @@ def format_trial(trial: FrozenTrial) -> str:
         f"{trial.state.name:<8}",
         value,
         f"lr {lr:.2e}" if lr is not None else "lr -",
-        f"range test {range_test_seconds(trial):.1f}s",
+        _range_test_text(trial),
         f"took {duration:.1f}s",
     ]
     if trial.state == TrialState.FAIL:
@@ -38,6 +38,13 @@ def format_trial(trial: FrozenTrial) -> str:
             f"reason: {trial.user_attrs.get('fail_reason') or trial.system_attrs.get('fail_reason', 'unknown')}"
         )
     return "  ".join(parts)
+
+
+def _range_test_text(trial: FrozenTrial) -> str:
+    record = trial.user_attrs.get("lr_finder") or {}
+    if record.get("cached_from") is not None:
+        return f"range test cached from trial {record['cached_from']}"
+    return f"range test {range_test_seconds(trial):.1f}s"
 
 
 def _last_value(trial: FrozenTrial) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -59,6 +60,16 @@ def find_cached(study: optuna.Study, key: str, trial_number: int) -> tuple[int, 
         ):
             return trial.number, record
     return None
+
+
+def cache_savings(trials: Sequence[optuna.trial.FrozenTrial]) -> tuple[int, int, float]:
+    """Across ``trials``: range tests reused from the cache, range tests in all, and the seconds reuse saved
+    (each reused test's origin took that long)."""
+    records = {t.number: t.user_attrs.get(_LR_FINDER_ATTR) for t in trials}
+    records = {number: record for number, record in records.items() if isinstance(record, dict)}
+    hits = [record[CACHED_FROM] for record in records.values() if record.get(CACHED_FROM) is not None]
+    saved = sum(float(records[origin].get("seconds", 0.0)) for origin in hits if origin in records)
+    return len(hits), len(records), saved
 
 
 def _log_grid(value: float, base: float, per_unit: int) -> float:

@@ -24,7 +24,7 @@ from tft_hpo.progress import FINISHED, ProgressReporter, range_test_seconds
 from tft_hpo.results import best_trial
 from tft_hpo.sampling import build_pruner, build_sampler
 from tft_hpo.signals import Interrupted, InterruptGuard
-from tft_hpo.storage import create_or_load_study, open_storage, redacted_url
+from tft_hpo.storage import check_storage, create_or_load_study, open_storage, redacted_url
 from tft_hpo.summary_table import closing_table
 from tft_hpo.worker import TrialLoop
 
@@ -113,7 +113,9 @@ def run_study(
 
 
 def open_study(config: StudyConfig, force: bool = False) -> tuple[Datasets, RDBStorage, optuna.Study]:
-    """Check the data, open the storage, and create or load the study with ``config``'s total stored on it."""
+    """Check the storage and the data, open the storage, and create or load the study with ``config``'s total
+    stored on it. Nothing is written (nor data prepared) before both checks pass."""
+    check_storage(config.study.storage_url)
     datasets = build_datasets(config.data)
     storage = open_storage(config.study.storage_url, config.study)
     study = create_or_load_study(

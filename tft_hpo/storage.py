@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
@@ -57,6 +58,23 @@ def open_storage(url: str, study: StudySection | None = None, must_exist: bool =
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
         raise StorageError(f"storage: cannot open {redacted_url(url)}: {_first_line(error)}") from None
+
+
+def check_storage(url: str) -> None:
+    """Check ``url`` without writing anything: a known dialect, its driver, a reachable server, or a SQLite
+    file whose directory can be made. Errors are the one-line :class:`StorageError` of :func:`open_storage`.
+    """
+    engine_kwargs = _engine_kwargs(url, must_exist=False, create_dirs=False)
+    if make_url(url).get_backend_name() == "sqlite":
+        return
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        raise StorageError(f"storage: cannot open {redacted_url(url)}: {_first_line(error)}") from None
+    finally:
+        engine.dispose()
 
 
 def _create_storage(url: str, engine_kwargs: dict[str, Any], heartbeat: dict[str, Any]) -> RDBStorage:
@@ -143,7 +161,7 @@ def create_or_load_study(
     return study
 
 
-def _engine_kwargs(url: str, must_exist: bool) -> dict[str, Any]:
+def _engine_kwargs(url: str, must_exist: bool, create_dirs: bool = True) -> dict[str, Any]:
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
@@ -161,19 +179,25 @@ def _engine_kwargs(url: str, must_exist: bool) -> dict[str, Any]:
         ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        _check_sqlite_path(parsed.database, must_exist)
+        _check_sqlite_path(parsed.database, must_exist, create_dirs)
         return {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}}
     if backend in ("postgresql", "mysql", "mariadb"):
         return {"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}}
     return {}
 
 
-def _check_sqlite_path(database: str | None, must_exist: bool) -> None:
+def _check_sqlite_path(database: str | None, must_exist: bool, create_dirs: bool) -> None:
     if not database or database == ":memory:":
         raise StorageError("storage: an in-memory SQLite database keeps nothing; give a file (sqlite:///path.db)")
     path = Path(database)
     if must_exist and not path.is_file():
         raise StorageError(f"storage: no SQLite database at {path}")
+    if not create_dirs:
+        existing = next(parent for parent in path.absolute().parents if parent.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            reason = "Not a directory" if not existing.is_dir() else "Permission denied"
+            raise StorageError(f"storage: cannot create the directory {path.parent} for {path}: {reason}")
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from tft_hpo.range_test_cache import cache_savings
+
 _COLUMNS = ("trial", "val_loss", "learning rate", "suggestion", "lr_factor", "hidden_size", "best epoch")
 
 
@@ -36,6 +38,9 @@ def closing_table(
     lines.append(
         f"LR range tests: {range_test_seconds:.1f}s of this run's {wall_seconds:.1f}s wall time ({range_share:.0%})"
     )
+    hits, tests, saved = cache_savings(trials)
+    if hits:
+        lines.append(f"range-test cache: {hits} of {tests} range tests reused, about {saved:.1f}s saved")
     return "\n".join(lines)
 
 
