@@ -27,21 +27,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import optuna
+from _stallion import ROOT, stallion_path
 from statsmodels.nonparametric.smoothers_lowess import lowess
 
 from tft_hpo.config import StudyConfig, load_study_file
-from tft_hpo.data import STALLION_ENV, Datasets, build_datasets
+from tft_hpo.data import Datasets, build_datasets
 from tft_hpo.finite import NonFiniteLoss
 from tft_hpo.lr_heuristics import HEURISTICS, ema_smooth, suggest
 from tft_hpo.model import build_model
@@ -51,7 +49,6 @@ from tft_hpo.range_test_cache import cache_key
 from tft_hpo.search_space import Architecture, suggest_architecture
 from tft_hpo.training import EpochRecorder, fit
 
-ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILES = {"stallion": ROOT / "studies" / "stallion_quick.toml", "synthetic": ROOT / "studies" / "quickstart.toml"}
 PF_RULE = "pytorch_forecasting"
 RULES = [*HEURISTICS, PF_RULE]
@@ -153,10 +150,7 @@ def _load(name: str, args: argparse.Namespace) -> _Bench:
         overrides["limit_train_batches"] = args.limit_train_batches
     data = config.data
     if name == "stallion":
-        path = Path(os.environ.get(STALLION_ENV, ROOT.parent / "shared" / "data" / "stallion.parquet"))
-        if not path.is_file():
-            sys.exit(f"bench: no Stallion data at {path} (set {STALLION_ENV})")
-        data = data.model_copy(update={"path": str(path)})
+        data = data.model_copy(update={"path": str(stallion_path())})
     config = config.model_copy(update={"trainer": config.trainer.model_copy(update=overrides), "data": data})
     sampler = optuna.samplers.RandomSampler(seed=args.arch_seed)
     study = optuna.create_study(sampler=sampler)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import tempfile
 import time
@@ -21,14 +20,13 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from _stallion import ROOT, stallion_path
 
 from tft_hpo.config import load_study_file
-from tft_hpo.data import STALLION_ENV, build_datasets
+from tft_hpo.data import build_datasets
 from tft_hpo.model import build_model
 from tft_hpo.output import configure_output, install_warning_filters
 from tft_hpo.search_space import Architecture
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _memory(trainer: pl.Trainer, model: pl.LightningModule, _: Path) -> None:
@@ -66,8 +64,8 @@ def main() -> None:
     install_warning_filters()
     config = load_study_file(args.study_file)
     if config.data.source == "stallion" and config.data.path is None:
-        path = os.environ.get(STALLION_ENV, str(ROOT.parent / "shared" / "data" / "stallion.parquet"))
-        config = config.model_copy(update={"data": config.data.model_copy(update={"path": path})})
+        data = config.data.model_copy(update={"path": str(stallion_path())})
+        config = config.model_copy(update={"data": data})
     datasets = build_datasets(config.data)
     space = config.search_space
     architecture = Architecture(

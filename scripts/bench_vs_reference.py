@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -35,17 +34,17 @@ from typing import Any
 
 import lightning.pytorch as pl
 import optuna
+from _stallion import ROOT, stallion_path
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from pytorch_forecasting.models.temporal_fusion_transformer.tuning import optimize_hyperparameters
 
 from tft_hpo.config import StudyConfig, config_from_dict, load_study_file
-from tft_hpo.data import STALLION_ENV, Datasets, build_datasets
+from tft_hpo.data import Datasets, build_datasets
 from tft_hpo.output import configure_output, install_warning_filters
 from tft_hpo.runner import run_study
 from tft_hpo.sampling import build_pruner
 
-ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ("reference", "tft-hpo", "tft-hpo-off")
 
 
@@ -204,11 +203,8 @@ def _tft_hpo(config: StudyConfig, seed: int, folder: Path, mode: str) -> _Result
 
 def _load(study_file: Path, quick: bool) -> StudyConfig:
     config = load_study_file(study_file)
-    path = Path(os.environ.get(STALLION_ENV, ROOT.parent / "shared" / "data" / "stallion.parquet"))
-    if not path.is_file():
-        sys.exit(f"bench: no Stallion data at {path} (set {STALLION_ENV})")
     data = config.to_dict()
-    data["data"]["path"] = str(path)
+    data["data"]["path"] = str(stallion_path())
     data["trainer"]["accelerator"] = "cpu"
     if quick:
         data["study"]["n_trials"] = 3
