@@ -37,6 +37,16 @@ TINY: dict[str, Any] = {
     "lr_finder": {"num_training": 10},
 }
 
+#: Column roles of a generated demand panel written to a file (``source = "file"``).
+FILE_ROLES: dict[str, Any] = {
+    "source": "file",
+    "target": "volume",
+    "group_ids": ["agency", "sku"],
+    "static_categoricals": ["agency", "sku"],
+    "time_varying_known_reals": ["time_idx", "price", "discount"],
+    "time_varying_unknown_reals": ["volume"],
+}
+
 
 def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``changes`` merged in, nested dicts key by key."""

@@ -16,7 +16,7 @@ import pytest
 from tft_hpo.cli import main
 from tft_hpo.synthetic import make_demand_panel
 
-from .conftest import python_cli
+from .conftest import FILE_ROLES, python_cli
 
 #: Study-file changes (merged into the tiny study) and a part of the message they must give.
 BAD_STUDY_FILES: dict[str, tuple[dict[str, Any], str]] = {
@@ -163,15 +163,6 @@ BAD_DATA: dict[str, tuple[str, Callable[[Path], None], str]] = {
     ),
 }
 
-_FILE_ROLES = {
-    "source": "file",
-    "target": "volume",
-    "group_ids": ["agency", "sku"],
-    "static_categoricals": ["agency", "sku"],
-    "time_varying_known_reals": ["time_idx", "price", "discount"],
-    "time_varying_unknown_reals": ["volume"],
-}
-
 
 @pytest.mark.parametrize("case", sorted(BAD_DATA))
 def test_bad_data(
@@ -179,7 +170,7 @@ def test_bad_data(
 ) -> None:
     name, write, expected = BAD_DATA[case]
     write(workdir / name)
-    path = study_file("bad", {"data": {**_FILE_ROLES, "path": name}})
+    path = study_file("bad", {"data": {**FILE_ROLES, "path": name}})
     _assert_one_line_error(*_cli(["run", str(path)], capsys), expected)
     assert not (workdir / "studies").exists()
 

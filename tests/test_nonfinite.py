@@ -16,7 +16,7 @@ from tft_hpo.config import load_study_file
 from tft_hpo.runner import run_study
 from tft_hpo.synthetic import make_demand_panel
 
-from .conftest import assert_no_dangling_checkpoint
+from .conftest import FILE_ROLES, assert_no_dangling_checkpoint
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -63,16 +63,7 @@ def test_a_range_test_whose_every_loss_is_non_finite_falls_back_to_the_configure
     panel = make_demand_panel(2, 2, 30, 1)
     panel["volume"] = panel["volume"] / panel["volume"].max() * 1e38 + 1.5e38
     panel.to_csv(workdir / "huge.csv", index=False)
-    data = {
-        "source": "file",
-        "path": "huge.csv",
-        "target": "volume",
-        "group_ids": ["agency", "sku"],
-        "static_categoricals": ["agency", "sku"],
-        "time_varying_known_reals": ["time_idx", "price", "discount"],
-        "time_varying_unknown_reals": ["volume"],
-        "target_normalizer": "none",
-    }
+    data = {**FILE_ROLES, "path": "huge.csv", "target_normalizer": "none"}
     changes = {"study": {"n_trials": 1}, "data": data, "lr_finder": {"mode": "suggest", "fallback_lr": 2e-3}}
     summary = run_study(load_study_file(study_file("inf", changes)))
     (trial,) = optuna.load_study(study_name="inf", storage=f"sqlite:///{workdir}/studies/inf.db").get_trials()
