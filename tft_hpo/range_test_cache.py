@@ -1,10 +1,10 @@
 """The cross-trial range-test cache: a curve recorded by any earlier trial of the same study is reused.
 
-A range test's curve depends on the model's shape, the gradient clipping, the batches and the sweep,
-not on the trial. The cache key is a hash of exactly those: the architecture (sizes and continuous
-values rounded to a grid, see :func:`cache_key`), the data fingerprint (data settings and contents,
-batch size included), the precision and every ``lr_finder`` setting that changes the curve or its
-reading. The cache lives in the study's storage: each trial's ``lr_finder`` user attr carries its key,
+A range test's curve depends on the model's size, the batches and the sweep, not on the trial. The
+cache key is a hash of exactly those: the architecture's cache cell (the sizes that move the answer, on
+a log2 grid, see :data:`CELL_OCTAVES`), the data fingerprint (data settings and contents, batch size
+included), the precision and every ``lr_finder`` setting that changes the curve or its reading. The
+cache lives in the study's storage: each trial's ``lr_finder`` user attr carries its key,
 so a hit works across processes, machines and resumes with nothing else to keep.
 """
 
@@ -28,23 +28,28 @@ _LR_FINDER_ATTR = "lr_finder"
 _NOT_IN_KEY = {"mode", "window", "cache"}
 
 
-def cache_key(architecture: Architecture, fingerprint: str, precision: str, settings: LRFinderSection) -> str:
-    """The key of the range test this trial would run.
+#: The parameters that move the range test's answer, each with its cache cell's width in octaves.
+#: Measured by ``scripts/bench_cache_key.py`` (README, "The cache"): the answer falls about 0.2 decade
+#: per octave of ``hidden_size`` (half-octave cells keep that within the seed-to-seed spread of
+#: 0.13-0.36 decade) and moves with ``hidden_continuous_size`` on Stallion only (one-octave cells);
+#: ``attention_head_size`` moves it by less than re-testing does across its whole range, and ``dropout``
+#: and ``gradient_clip_val`` not at all (Adam undoes a rescaled gradient), so they are not in the key.
+CELL_OCTAVES = {"hidden_size": 0.5, "hidden_continuous_size": 1.0}
 
-    Architectures on the same grid point share a key: hidden sizes on a half-octave (log2) grid,
-    dropout to 0.05, gradient clipping on a quarter-decade (log10) grid. Within one cell the range
-    test's answer moves about as much as between two seeds of one model (the README's evaluation).
-    """
-    shape = {
-        "hidden_size": _log_grid(architecture.hidden_size, base=2, per_unit=2),
-        "hidden_continuous_size": _log_grid(architecture.hidden_continuous_size, base=2, per_unit=2),
-        "attention_head_size": architecture.attention_head_size,
-        "dropout": round(architecture.dropout * 20) / 20,
-        "gradient_clip_val": _log_grid(architecture.gradient_clip_val, base=10, per_unit=4),
-    }
+
+def cache_cell(architecture: Architecture) -> dict[str, int]:
+    """The cache cell of ``architecture``: each keyed size's index on its log2 grid."""
+    return {name: round(math.log2(getattr(architecture, name)) / width) for name, width in CELL_OCTAVES.items()}
+
+
+def cache_key(architecture: Architecture, fingerprint: str, precision: str, settings: LRFinderSection) -> str:
+    """The key of the range test this trial would run: its cache cell, the data fingerprint (batch size
+    included), the precision and the sweep settings."""
     sweep = {k: v for k, v in settings.model_dump(mode="json").items() if k not in _NOT_IN_KEY}
     sweep["chain"] = settings.chain
-    text = json.dumps({"shape": shape, "data": fingerprint, "precision": precision, "sweep": sweep}, sort_keys=True)
+    text = json.dumps(
+        {"cell": cache_cell(architecture), "data": fingerprint, "precision": precision, "sweep": sweep}, sort_keys=True
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -70,7 +75,3 @@ def cache_savings(trials: Sequence[optuna.trial.FrozenTrial]) -> tuple[int, int,
     hits = [record[CACHED_FROM] for record in records.values() if record.get(CACHED_FROM) is not None]
     saved = sum(float(records[origin].get("seconds", 0.0)) for origin in hits if origin in records)
     return len(hits), len(records), saved
-
-
-def _log_grid(value: float, base: float, per_unit: int) -> float:
-    return round(math.log(value, base) * per_unit) / per_unit
