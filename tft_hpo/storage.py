@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
+import sqlalchemy.event
 import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -55,6 +57,7 @@ def open_storage(url: str, study: StudySection | None = None, must_exist: bool =
             storage = _create_storage(url, engine_kwargs, heartbeat)
         if study is not None and storage.engine.dialect.name == "sqlite":
             _use_write_ahead_log(storage)
+            _lock_for_writing_at_begin(storage.engine)
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
         raise StorageError(f"storage: cannot open {redacted_url(url)}: {_first_line(error)}") from None
@@ -99,6 +102,23 @@ def _use_write_ahead_log(storage: RDBStorage) -> None:
     # The journal mode is stored in the database file, so setting it once serves every later connection.
     with storage.engine.connect() as connection:
         connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+def _lock_for_writing_at_begin(engine: sqlalchemy.Engine) -> None:
+    # Optuna reads, then writes, in one transaction (e.g. a trial's state: SELECT, then UPDATE). Under WAL a
+    # read transaction that another process wrote past cannot become a write transaction: SQLite answers
+    # "database is locked" at once, without the busy timeout (seen when two workers stop together). Taking
+    # the write lock at BEGIN makes such transactions wait their turn instead (SQLAlchemy's pysqlite recipe:
+    # the driver's own implicit BEGIN is turned off so that ours is the one that runs).
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_driver_begin(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection: sqlalchemy.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # the pooled connections were opened before the listeners: open new ones
 
 
 def stored_total(study: optuna.Study) -> int | None:
