@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -22,9 +23,9 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from tft_hpo.cli import main
 from tft_hpo.config import StudySection
 from tft_hpo.parallel import threads_per_worker
-from tft_hpo.signals import InterruptGuard
+from tft_hpo.signals import Interrupted, InterruptGuard
 from tft_hpo.storage import open_storage
-from tft_hpo.worker import OVER_BUDGET, TrialLoop, claims_slot
+from tft_hpo.worker import INTERRUPTED, OVER_BUDGET, TrialLoop, claims_slot
 
 from .conftest import SERVERS, assert_no_dangling_checkpoint, python_cli, require_server, sqlite_integrity
 
@@ -107,6 +108,38 @@ def test_racing_loops_with_failures_stop_at_exactly_n_trials(workdir: Path) -> N
     assert [t.number for t in trials] == list(range(len(trials)))
     assert all(t.state != TrialState.FAIL or t.user_attrs.get("fail_reason") in (None, OVER_BUDGET) for t in trials)
     assert not any(thread.is_alive() for thread in threads)
+
+
+class _SignalledWhileAsking(optuna.samplers.RandomSampler):
+    """SIGTERM arrives while the loop asks for trial 0: inside its storage bookkeeping, before the objective."""
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        super().before_trial(study, trial)
+        if trial.number == 0:
+            signal.raise_signal(signal.SIGTERM)
+
+
+def test_a_signal_while_a_trial_is_asked_for_fails_and_queues_that_trial(workdir: Path) -> None:
+    url = f"sqlite:///{workdir}/ask.db"
+    storage = open_storage(url, StudySection(name="ask", heartbeat_interval=1, grace_period=10))
+    study = optuna.create_study(study_name="ask", storage=storage, sampler=_SignalledWhileAsking(seed=0))
+    evaluated: list[int] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        evaluated.append(trial.number)
+        return 1.0
+
+    with pytest.raises(Interrupted), InterruptGuard() as guard:
+        loop = TrialLoop(
+            study, storage, objective, total=2, trials_dir=workdir / "none", guard=guard, out=io.StringIO()
+        )
+        loop.run(max_trials=2)
+
+    trials = study.get_trials()
+    assert evaluated == []  # held back until the trial was RUNNING with its heartbeat, then raised
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["fail_reason"] == INTERRUPTED
+    assert [t.system_attrs["failed_trial"] for t in trials if t.state == TrialState.WAITING] == [0]
+    assert not any(t.state == TrialState.RUNNING for t in trials)
 
 
 def _assert_exact_and_intact(trials: list[FrozenTrial], total: int) -> None:

@@ -166,22 +166,29 @@ class TrialLoop:
     def _run_next(self) -> int | None:
         """Create (or pop a queued) trial and run it if it claims a slot; its number, or None if not run."""
         with ExitStack() as heartbeat:
-            with self._guard.deferred():  # never a RUNNING trial without heartbeat
-                trial = self._study.ask()
-                trial_id = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, trial.number)
-                heartbeat.enter_context(_Heartbeat(self._study, self._storage, trial_id))
-            with self._guard.deferred():
-                if not claims_slot(self._study.get_trials(deepcopy=False), trial.number, self._total):
-                    trial.set_user_attr("fail_reason", OVER_BUDGET)
-                    self._study.tell(trial, state=TrialState.FAIL)
-                    return None
+            trial: optuna.Trial | None = None
             try:
+                with self._guard.deferred():  # never a RUNNING trial without heartbeat
+                    trial = self._study.ask()
+                    trial_id = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, trial.number)
+                    heartbeat.enter_context(_Heartbeat(self._study, self._storage, trial_id))
+                    if not claims_slot(self._study.get_trials(deepcopy=False), trial.number, self._total):
+                        trial.set_user_attr("fail_reason", OVER_BUDGET)
+                        self._study.tell(trial, state=TrialState.FAIL)
+                        trial = None
+                        return None
                 state, value = self._evaluate(trial)
             except Interrupted:
-                with self._guard.deferred():
-                    frozen = self._finish(trial, TrialState.FAIL, None)
-                    if frozen.state == TrialState.FAIL:
-                        requeue(self._study, frozen)
+                self._guard.acknowledge()
+                # Also when the signal came during the section above: it is raised as the section ends,
+                # with the trial already RUNNING here.
+                if trial is not None:
+                    with self._guard.deferred():
+                        if "fail_reason" not in trial.user_attrs:
+                            trial.set_user_attr("fail_reason", INTERRUPTED)
+                        frozen = self._finish(trial, TrialState.FAIL, None)
+                        if frozen.state == TrialState.FAIL:
+                            requeue(self._study, frozen)
                 raise
         with self._guard.deferred():
             self._finish(trial, state, value)
