@@ -51,9 +51,10 @@ def run_workers(
     out = out or sys.stdout
     configure_output(verbose)
     started = time.perf_counter()
-    with InterruptGuard():
+    with InterruptGuard() as guard:
         try:
             _, _, study = open_study(config, force=force)
+            guard.check()  # a signal whose Interrupted a library swallowed
         except Interrupted as interrupted:
             interrupted.resume_hint = resume_command(config)
             raise

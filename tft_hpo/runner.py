@@ -101,6 +101,7 @@ def run_study(
                     verbose=verbose,
                 )
                 ran = loop.run(max_trials=total - already, timeout=config.study.timeout)
+            guard.check()  # a signal whose Interrupted a library swallowed still ends the run as interrupted
         except Interrupted as interrupted:
             interrupted.resume_hint = resume_command(config)
             raise
