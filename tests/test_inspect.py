@@ -25,7 +25,7 @@ import tft_hpo
 from tft_hpo.cli import main
 from tft_hpo.config import load_study_file
 from tft_hpo.data import build_datasets
-from tft_hpo.figures import FIGURE_TITLES
+from tft_hpo.figures import FIGURE_TITLES, study_figures
 from tft_hpo.notes import trial_note
 from tft_hpo.runner import run_study
 
@@ -136,6 +136,21 @@ def test_the_study_carries_the_dashboard_figures_of_its_trials(finished: Finishe
     assert by_name[f"best: trial {best.number}"]["x"] == [pytest.approx(best.user_attrs["lr_finder"]["suggestion"])]
     assert sorted(by_name["trials"]["y"]) == pytest.approx(sorted(t.user_attrs["learning_rate"] for t in complete))
     assert figures["optimization-history"]["layout"]["title"]["text"] == FIGURE_TITLES["optimization-history"]
+
+
+def test_the_figures_of_a_study_without_a_complete_trial_warn_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+    optuna.logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            figures = study_figures(study)
+    finally:
+        optuna.logging.disable_propagation()
+    assert set(figures) == set(FIGURE_TITLES)
+    assert figures["optimization-history"].layout.title.text == FIGURE_TITLES["optimization-history"]
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert not warnings
 
 
 def test_the_run_closes_with_a_table_of_the_best_trials(finished: Finished) -> None:

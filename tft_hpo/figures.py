@@ -32,12 +32,14 @@ def best_value(trial: FrozenTrial, direction: StudyDirection) -> float | None:
 def study_figures(study: optuna.Study) -> dict[str, go.Figure]:
     """Every study-level figure, by id (see :data:`FIGURE_TITLES`)."""
     trials = study.get_trials(deepcopy=False, states=_SHOWN)
+    # Optuna's history warns "There are no complete trials" on a study without one (e.g. its first trial
+    # was interrupted): it is left empty until there is one.
+    complete = any(t.state == TrialState.COMPLETE for t in trials)
+    history = optuna.visualization.plot_optimization_history(study) if complete else go.Figure()
     return {
         "lr-vs-val-loss": lr_vs_value_figure(trials, study.direction),
         "suggestion-vs-lr": suggestion_vs_lr_figure(trials, study.direction),
-        "optimization-history": _titled(
-            optuna.visualization.plot_optimization_history(study), FIGURE_TITLES["optimization-history"]
-        ),
+        "optimization-history": _titled(history, FIGURE_TITLES["optimization-history"]),
     }
 
 
