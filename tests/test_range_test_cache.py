@@ -15,13 +15,13 @@ from tft_hpo.range_test_cache import cache_cell, cache_key
 from tft_hpo.search_space import Architecture
 
 ARCH = Architecture(hidden_size=16, attention_head_size=2, hidden_continuous_size=8, dropout=0.2, gradient_clip_val=0.1)
-#: One cache cell: every trial of such a study has the same key.
+#: One cache cell: every trial of such a study has the same key, whatever its heads, dropout and clipping.
 ONE_CELL = {
-    "hidden_size": {"low": 8, "high": 8},
-    "hidden_continuous_size": {"low": 4, "high": 4},
-    "attention_head_size": {"low": 1, "high": 1},
-    "dropout": {"low": 0.1, "high": 0.11},
-    "gradient_clip_val": {"low": 0.1, "high": 0.11},
+    "hidden_size": {"low": 8, "high": 9},
+    "hidden_continuous_size": {"low": 4, "high": 5},
+    "attention_head_size": {"low": 1, "high": 4},
+    "dropout": {"low": 0.1, "high": 0.3},
+    "gradient_clip_val": {"low": 0.01, "high": 1.0, "log": True},
 }
 
 
