@@ -228,8 +228,9 @@ def _regrets(bench: _Bench, rule: str, seeds: Sequence[int], steps: int) -> dict
         lrs = [bench.config.lr_finder.fallback_lr if answer is None else answer for answer in answers]
         values = [bench.val_loss(arch, lr) for lr in lrs]
         best, best_lr = bench.best(arch)
+        best_trained, _ = bench.best(arch, bench.trained_steps(arch))
         regrets += [value / best for value in values]
-        regrets_all += [value / bench.best(arch, bench.trained_steps(arch))[0] for value in values]
+        regrets_all += [value / best_trained for value in values]
         distances += [abs(math.log10(lr / best_lr)) for lr in lrs]
         spreads.append(float(np.std(np.log10(lrs))))
     return {
